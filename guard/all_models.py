@@ -1,0 +1,7 @@
+"""Imports every model module so Base.metadata knows every table (Alembic, tests)."""
+
+from __future__ import annotations
+
+import guard.audit.models
+import guard.auth.models
+import guard.models  # noqa: F401

@@ -1,0 +1,60 @@
+"""Audit jobs: incremental chain verification and retention pruning."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from guard.audit import service
+from guard.context import operator
+from guard.db import transaction
+from guard.jobs import register
+from guard.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@register("audit.verify", every=300, description="verify every tenant's chain from its watermark")
+def verify_all(rt: Runtime) -> dict[str, Any]:
+    """Verify every chain incrementally; a broken chain is logged and audited as an error."""
+    with transaction(rt.sessions) as session:
+        tenants = service.tenants_with_chains(session)
+    out: dict[str, Any] = {"tenants": len(tenants), "broken": []}
+    for tenant_id in tenants:
+        with transaction(rt.sessions) as session:
+            res = service.verify(session, tenant_id, clock=rt.clock)
+            if not res.ok:
+                log.error("audit chain of %s broken at %s: %s", tenant_id, res.first_bad_seq,
+                          res.message)
+                out["broken"].append({"tenant_id": tenant_id, "seq": res.first_bad_seq})
+                service.append(session, caller=operator(tenant_id), action="audit.verify",
+                               outcome="error", clock=rt.clock, reasons=[f"chain_{res.problem}"],
+                               policy=rt.policies.base,
+                               details={"first_bad_seq": res.first_bad_seq})
+    return out
+
+
+@register("audit.prune", every=86400, description="drop bodies of audit events past retention")
+def prune_all(rt: Runtime, batch: int = 1000) -> dict[str, Any]:
+    """Prune each tenant's verified events older than its audit retention, in small batches."""
+    verify_all(rt)
+    total = 0
+    with transaction(rt.sessions) as session:
+        tenants = service.tenants_with_chains(session)
+    for tenant_id in tenants:
+        while True:
+            with transaction(rt.sessions) as session:
+                policy = rt.policies_for(session, tenant_id) if tenant_id != service.SYSTEM_TENANT_ID \
+                    else rt.policies.base
+                cutoff = rt.clock.now() - timedelta(days=policy.audit.retention_days)
+                count, upto = service.prune(session, tenant_id, before=cutoff, limit=batch)
+                if count:
+                    service.append(session, caller=operator(tenant_id), action="audit.prune",
+                                   outcome="ok", clock=rt.clock, policy=policy,
+                                   details={"count": count, "through_seq": upto,
+                                            "before": cutoff.isoformat()})
+            total += count
+            if count < batch:
+                break
+    return {"pruned": total}

@@ -1,0 +1,86 @@
+"""Audit chain tables: events, per-tenant chain heads, verification watermarks, subjects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guard.db import Base, JSONType, UTCDateTime
+
+
+class AuditEvent(Base):
+    """One event in a tenant's hash chain; pruned events keep seq and hash, lose their body."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant_ts", "tenant_id", "ts"),
+        Index("ix_audit_events_tenant_action", "tenant_id", "action", "seq"),
+        Index("ix_audit_events_tenant_subject", "tenant_id", "subject", "seq"),
+        Index("ix_audit_events_tenant_actor", "tenant_id", "actor", "seq"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    ts: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    role: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list[str] | None] = mapped_column(JSONType)
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    hash: Mapped[str] = mapped_column(String(64))
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditHead(Base):
+    """The last seq and hash of a tenant's chain; its row lock serializes appends."""
+
+    __tablename__ = "audit_heads"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditWatermark(Base):
+    """How far a tenant's chain has been verified, so verification is incremental."""
+
+    __tablename__ = "audit_watermarks"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subject(Base):
+    """A person, known only by a random secret; deleting the secret erases every link."""
+
+    __tablename__ = "subjects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SubjectIdentifier(Base):
+    """Keyed hash of an identifier (customer_ref, phone, email) -> subject."""
+
+    __tablename__ = "subject_identifiers"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    index_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("subjects.id", ondelete="CASCADE"), index=True
+    )

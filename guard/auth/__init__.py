@@ -1,0 +1,1 @@
+"""Who is calling Guard (API keys, tenants, roles) and who is on the phone (verification)."""

@@ -1,0 +1,74 @@
+"""Settings: one pydantic-settings class read from GUARD_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from guard.errors import ConfigError
+
+DEFAULT_POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+
+class Settings(BaseSettings):
+    """Everything Guard reads from its environment, validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARD_", extra="forbid", frozen=True)
+
+    instance_dir: Path = Path("instance")
+    database_url: str = ""
+    keyring_path: Path | None = None
+    policies_dir: Path = DEFAULT_POLICIES_DIR
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    processor: Literal["sandbox", "stripe"] = "sandbox"
+    redis_url: str | None = None
+    redis_prefix: str = "guard:"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    key_environment: Literal["live", "test"] = "live"
+    # How long a validated API key is trusted without re-reading the database; revocation
+    # must reach every worker within one second, so this is bounded to 1 s.
+    key_cache_seconds: float = Field(default=1.0, ge=0.0, le=1.0)
+    audit_verify_budget_seconds: float = Field(default=2.0, gt=0, le=60)
+    trust_forwarded_for: bool = False
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        # Defaults derived from instance_dir; frozen model, so set through __dict__.
+        if not self.database_url:
+            self.__dict__["database_url"] = f"sqlite:///{(self.instance_dir / 'guard.db').resolve()}"
+        if self.database_url.startswith("postgresql://"):
+            self.__dict__["database_url"] = "postgresql+psycopg://" + self.database_url[13:]
+        if self.keyring_path is None:
+            self.__dict__["keyring_path"] = self.instance_dir / "guard.keyring"
+        return self
+
+    @property
+    def keyring_file(self) -> Path:
+        """The keyring path (always set after validation)."""
+        assert self.keyring_path is not None
+        return self.keyring_path
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning validation errors into a named ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            problems.append(f"GUARD_{field.upper()}: {err['msg']}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None
