@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +65,13 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment, turning validation errors into a named ConfigError."""
+    known = {f"GUARD_{name.upper()}" for name in Settings.model_fields}
+    # A misspelt variable would otherwise be ignored and its default silently used.
+    # GUARD_TEST_* belong to the test suite, not to the service.
+    unknown = sorted(k for k in os.environ
+                     if k.startswith("GUARD_") and k not in known and not k.startswith("GUARD_TEST_"))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

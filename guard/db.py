@@ -107,6 +107,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def insert_ignore(session: Session, model: type[Base], **values: Any) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on either backend (rows several processes race to create)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(model).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(model).values(**values).on_conflict_do_nothing())
+
+
 def commit(session: Session) -> None:
     """The one place Guard commits: seals queued audit events last, then commits."""
     from guard.audit.service import seal_pending

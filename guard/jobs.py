@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import threading
@@ -12,9 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from guard.db import transaction
+from guard.db import insert_ignore, transaction
 from guard.models import JobLease
 from guard.runtime import Runtime
 
@@ -62,9 +60,7 @@ def _acquire(rt: Runtime, job: Job, *, force: bool) -> bool:
         lease = session.execute(select(JobLease).where(JobLease.name == job.name)
                                 .with_for_update()).scalar_one_or_none()
         if lease is None:
-            # Another host may create the row at the same moment: that is fine, lock theirs.
-            with contextlib.suppress(IntegrityError), session.begin_nested():
-                session.add(JobLease(name=job.name))
+            insert_ignore(session, JobLease, name=job.name)
             lease = session.execute(select(JobLease).where(JobLease.name == job.name)
                                     .with_for_update()).scalar_one()
         if lease.leased_until is not None and lease.leased_until > now and \

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from guard.audit.models import AuditEvent, AuditHead, AuditWatermark, Subject, SubjectIdentifier
 from guard.clock import Clock
 from guard.context import Caller
+from guard.db import insert_ignore
 from guard.ids import new_id
 from guard.models import PolicyVersion
 from guard.policy import PolicySet, canonical_json
