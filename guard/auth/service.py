@@ -42,6 +42,8 @@ class KeyInfo:
 class KeyRejected(Unauthorized):
     """A key that exists but may not be used (revoked or expired): audited in its tenant."""
 
+    audited = True
+
     def __init__(self, info: KeyInfo, reason: str) -> None:
         super().__init__(f"API key {reason.removeprefix('key_')}", reasons=[reason])
         self.info = info

@@ -1,0 +1,177 @@
+"""Authorization matrix: every route x every principal, generated from the URL map.
+
+A route without an entry in EXAMPLES fails `test_every_route_has_an_example`, so a new route
+cannot ship without its row in the matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from guard.audit.models import AuditEvent
+from guard.auth.models import ApiKey
+from guard.auth.service import create_key, revoke_key
+from guard.db import transaction
+from guard.policy import ROLE_NAMES
+from guard.runtime import Runtime
+from tests.conftest import TenantKeys
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Req:
+    """One example request for a route."""
+
+    path: str
+    json: Any = None
+    owned: bool = False  # the path names an object of the tenant: another tenant gets 404
+    ok: set[int] = field(default_factory=lambda: {200, 201})
+
+
+@dataclass
+class Env:
+    """What an example needs to build its request."""
+
+    rt: Runtime
+    tenant: TenantKeys
+
+    def fresh_key_id(self) -> str:
+        with transaction(self.rt.sessions) as s:
+            key, _ = create_key(s, tenant_id=self.tenant.id, roles=["agent"],
+                                pepper=self.rt.keyring.current("api_key_pepper").material,
+                                clock=self.rt.clock)
+        return key.id
+
+    def some_event_id(self) -> str:
+        with transaction(self.rt.sessions) as s:
+            from guard.audit.service import append
+            from guard.context import operator
+
+            ev = append(s, caller=operator(self.tenant.id), action="test.event", outcome="ok",
+                        clock=self.rt.clock)
+        return ev.id
+
+
+EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
+    ("GET", "/healthz"): lambda e: Req("/healthz"),
+    ("GET", "/readyz"): lambda e: Req("/readyz"),
+    ("GET", "/v1/openapi.json"): lambda e: Req("/v1/openapi.json"),
+    ("GET", "/v1/me"): lambda e: Req("/v1/me"),
+    ("GET", "/v1/keys"): lambda e: Req("/v1/keys"),
+    ("POST", "/v1/keys"): lambda e: Req("/v1/keys", json={"roles": ["agent"]}),
+    ("DELETE", "/v1/keys/<key_id>"): lambda e: Req(f"/v1/keys/{e.fresh_key_id()}", owned=True),
+    ("GET", "/v1/audit/events"): lambda e: Req("/v1/audit/events?limit=5"),
+    ("GET", "/v1/audit/events/<event_id>"):
+        lambda e: Req(f"/v1/audit/events/{e.some_event_id()}", owned=True),
+    ("GET", "/v1/audit/verify"): lambda e: Req("/v1/audit/verify"),
+    ("POST", "/v1/audit/subjects/resolve"):
+        lambda e: Req("/v1/audit/subjects/resolve", json={"customer_ref": "cust-1"}),
+    ("GET", "/v1/policies/current"): lambda e: Req("/v1/policies/current"),
+    ("GET", "/v1/policies/overrides"): lambda e: Req("/v1/policies/overrides"),
+    ("PUT", "/v1/policies/overrides"):
+        lambda e: Req("/v1/policies/overrides", json={"overrides": {"audit": {"retention_days": 500}}}),
+    ("GET", "/v1/policies/<version>"):
+        lambda e: Req(f"/v1/policies/{e.rt.policies.base.version}"),
+}
+
+
+def _routes(app: Flask) -> list[tuple[str, str, Any]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        spec = getattr(app.view_functions[rule.endpoint], "guard_spec", None)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            out.append((method, rule.rule, spec))
+    return out
+
+
+def test_every_route_has_an_example(app: Flask) -> None:
+    missing = [(m, r) for m, r, _ in _routes(app) if (m, r) not in EXAMPLES]
+    assert not missing, f"routes without an authorization-matrix example: {missing}"
+    stale = set(EXAMPLES) - {(m, r) for m, r, _ in _routes(app)}
+    assert not stale, f"examples for routes that no longer exist: {stale}"
+
+
+def _special_key(rt: Runtime, tenant: TenantKeys, role: str, state: str) -> str:
+    with transaction(rt.sessions) as s:
+        key, token = create_key(s, tenant_id=tenant.id, roles=[role],
+                                pepper=rt.keyring.current("api_key_pepper").material, clock=rt.clock)
+        if state == "revoked":
+            revoke_key(s, key.id, clock=rt.clock)
+        else:
+            s.execute(update(ApiKey).where(ApiKey.id == key.id)
+                      .values(expires_at=rt.clock.now() - timedelta(seconds=1)))
+    return token
+
+
+def _call(client: Any, method: str, req: Req, headers: dict[str, str]) -> Any:
+    return client.open(req.path, method=method, json=req.json, headers=headers)
+
+
+@pytest.mark.parametrize("route", sorted(EXAMPLES, key=lambda k: (k[1], k[0])),
+                         ids=lambda k: f"{k[0]} {k[1]}")
+def test_authorization_matrix(app: Flask, rt: Runtime, tenant: TenantKeys,
+                              other_tenant: TenantKeys, route: tuple[str, str]) -> None:
+    method, rule = route
+    spec = next(s for m, r, s in _routes(app) if (m, r) == route)
+    client = app.test_client()
+    env = Env(rt, tenant)
+    problems: list[str] = []
+
+    def expect(who: str, resp: Any, allowed: set[int]) -> None:
+        if resp.status_code not in allowed:
+            problems.append(f"{who}: got {resp.status_code}, want {sorted(allowed)}: "
+                            f"{resp.get_data(as_text=True)[:200]}")
+        elif resp.status_code >= 400:
+            assert resp.mimetype == "application/problem+json", who
+
+    if spec.public:
+        req = EXAMPLES[route](env)
+        expect("no key", _call(client, method, req, {}), req.ok)
+        return
+
+    roles = rt.policies.base.roles
+    permitted = [r for r in ROLE_NAMES if roles.allows(r, spec.permission)]
+    assert permitted, f"no role may call {method} {rule}"
+    for role in ROLE_NAMES:
+        req = EXAMPLES[route](env)
+        allowed = req.ok if role in permitted else {403}
+        expect(role, _call(client, method, req, tenant.headers(role)), allowed)
+
+    req = EXAMPLES[route](env)
+    expect("no key", _call(client, method, req, {}), {401})
+    expect("garbage key", _call(client, method, req, {"Authorization": "Bearer gk_live_nope"}), {401})
+    expect("unknown well-formed key", _call(client, method, req, {
+        "Authorization": "Bearer gk_live_" + "A" * 36}), {401})
+    for state in ("revoked", "expired"):
+        token = _special_key(rt, tenant, permitted[0], state)
+        expect(state, _call(client, method, EXAMPLES[route](env),
+                            {"Authorization": f"Bearer {token}", "X-Guard-Actor": "x"}), {401})
+    req = EXAMPLES[route](env)
+    expect("other tenant", _call(client, method, req, other_tenant.headers(permitted[0])),
+           {404} if req.owned else req.ok)
+    assert not problems, "\n".join(problems)
+
+
+def test_forbidden_and_rejected_keys_are_audited(app: Flask, rt: Runtime, tenant: TenantKeys) -> None:
+    client = app.test_client()
+    assert client.get("/v1/keys", headers=tenant.headers("agent")).status_code == 403
+    token = _special_key(rt, tenant, "admin", "revoked")
+    assert client.get("/v1/keys", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    with transaction(rt.sessions) as s:
+        events = s.execute(select(AuditEvent).where(AuditEvent.tenant_id == tenant.id)
+                           .order_by(AuditEvent.seq)).scalars().all()
+    forbidden = [e for e in events if e.action == "auth.key.list" and e.outcome == "deny"]
+    assert len(forbidden) == 1
+    assert forbidden[0].reasons == ["role_not_permitted"]
+    assert forbidden[0].key_id == tenant.key_ids["agent"] and forbidden[0].actor == "agent-007"
+    assert forbidden[0].policy_version == rt.policies.base.version
+    rejected = [e for e in events if e.action == "auth.key.rejected"]
+    assert [e.reasons for e in rejected] == [["key_revoked"]]
