@@ -230,7 +230,16 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType()
-    raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None \
+            and request.environ.get("wsgi.input_terminated"):
+        # A chunked body has no Content-Length, and werkzeug would silently cut it at the limit
+        # (a truncated body could even parse): read one byte past the limit to tell.
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is over {limit} bytes")
+    else:
+        raw = request.get_data(cache=False)
     if not raw:
         raise MalformedJson("request body is empty")
     try:
