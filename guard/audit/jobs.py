@@ -24,24 +24,28 @@ def verify_all(rt: Runtime) -> dict[str, Any]:
     for tenant_id in tenants:
         with transaction(rt.sessions) as session:
             res = service.verify(session, tenant_id, clock=rt.clock)
-            if not res.ok:
-                log.error("audit chain of %s broken at %s: %s", tenant_id, res.first_bad_seq,
-                          res.message)
-                out["broken"].append({"tenant_id": tenant_id, "seq": res.first_bad_seq})
+        if res.ok:
+            continue
+        log.error("audit chain of %s broken at %s: %s", tenant_id, res.first_bad_seq, res.message)
+        out["broken"].append({"tenant_id": tenant_id, "seq": res.first_bad_seq})
+        try:
+            with transaction(rt.sessions) as session:
                 service.append(session, caller=operator(tenant_id), action="audit.verify",
                                outcome="error", clock=rt.clock, reasons=[f"chain_{res.problem}"],
-                               policy=rt.policies.base,
-                               details={"first_bad_seq": res.first_bad_seq})
+                               policy=rt.policies.base, details={"first_bad_seq": res.first_bad_seq})
+        except Exception:  # noqa: BLE001 - a chain tampered at its head may refuse appends
+            log.exception("could not record the broken chain of %s in itself", tenant_id)
     return out
 
 
 @register("audit.prune", every=86400, description="drop bodies of audit events past retention")
 def prune_all(rt: Runtime, batch: int = 1000) -> dict[str, Any]:
     """Prune each tenant's verified events older than its audit retention, in small batches."""
-    verify_all(rt)
+    # A broken chain is evidence: never drop bodies from it until someone has looked.
+    broken = {b["tenant_id"] for b in verify_all(rt)["broken"]}
     total = 0
     with transaction(rt.sessions) as session:
-        tenants = service.tenants_with_chains(session)
+        tenants = [t for t in service.tenants_with_chains(session) if t not in broken]
     for tenant_id in tenants:
         while True:
             with transaction(rt.sessions) as session:
@@ -57,4 +61,4 @@ def prune_all(rt: Runtime, batch: int = 1000) -> dict[str, Any]:
             total += count
             if count < batch:
                 break
-    return {"pruned": total}
+    return {"pruned": total, "skipped_broken": sorted(broken)}

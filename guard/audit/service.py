@@ -326,12 +326,11 @@ def _classify(prev_prev: str, prev: str, row: Row[Any], nxt: Row[Any] | None) ->
         return "inserted", row.seq - 1
     if nxt is not None:
         there = _event_dict(nxt)
-        # The next row belongs here: two rows swapped places.
+        # The next row belongs here: either the two swapped places (this row then belongs
+        # right after it) or this row was inserted in front of it.
         if chain_hash(prev, {**there, "seq": row.seq}) == nxt.hash:
-            return "reordered", row.seq
-        # The next row fits one position earlier, right after prev: this row was inserted.
-        if chain_hash(prev, {**there, "seq": nxt.seq - 1}) == nxt.hash:
-            return "inserted", row.seq
+            swapped = chain_hash(nxt.hash, {**here, "seq": row.seq + 1}) == row.hash
+            return ("reordered" if swapped else "inserted"), row.seq
         # The next row chains from this row's hash but one seq higher: rows after a deleted
         # one were renumbered down.
         if chain_hash(row.hash, {**there, "seq": nxt.seq + 1}) == nxt.hash:
