@@ -7,7 +7,7 @@ import hmac
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -111,8 +111,9 @@ def create_key(
 class KeyCache:
     """Per-process cache of key rows, trusted for at most `ttl` seconds (revocation bound)."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
+        self._now = monotonic
         self._data: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
@@ -122,7 +123,7 @@ class KeyCache:
             return False, None
         with self._lock:
             entry = self._data.get(key_id)
-        if entry is None or time.monotonic() - entry[0] >= self.ttl:
+        if entry is None or self._now() - entry[0] >= self.ttl:
             return False, None
         return True, entry[1]
 
@@ -132,7 +133,7 @@ class KeyCache:
             with self._lock:
                 if len(self._data) > 100_000:
                     self._data.clear()
-                self._data[key_id] = (time.monotonic(), info)
+                self._data[key_id] = (self._now(), info)
 
     def evict(self, key_id: str) -> None:
         """Forget a key (revoked in this process)."""
