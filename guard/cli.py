@@ -261,6 +261,100 @@ def audit_prune() -> None:
     click.echo(json.dumps(run_job(rt, "audit.prune", force=True)))
 
 
+@audit_group.command("checkpoint")
+@click.option("--tenant", default=None, help="tenant name or id (default: every chain)")
+def audit_checkpoint(tenant: str | None) -> None:
+    """Sign a checkpoint of each verified chain now and deliver it to witnesses."""
+    from guard.jobs import run_job
+
+    if tenant is not None:
+        click.echo("note: checkpoints are made for every tenant at once", err=True)
+    rt = _runtime()
+    click.echo(json.dumps(run_job(rt, "audit.checkpoint", force=True)))
+
+
+@audit_group.command("public-key")
+def audit_public_key() -> None:
+    """Print the checkpoint signing public key (raw Ed25519, base64) for offline verification."""
+    from guard.audit.proofs import public_key_b64, signing_key
+
+    rt = _runtime()
+    click.echo(public_key_b64(signing_key(rt.keyring)[1].public_key()))
+
+
+@audit_group.command("export")
+@click.option("--tenant", required=True, help="tenant name or id")
+@click.option("--from", "start", default=None, help="ISO time with zone (inclusive)")
+@click.option("--to", "end", default=None, help="ISO time with zone (exclusive)")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
+@click.option("--checkpoint-out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="also write the covering checkpoint here")
+def audit_export(tenant: str, start: str | None, end: str | None, fmt: str, output: str,
+                 checkpoint_out: str | None) -> None:
+    """Export a range of events with the checkpoint and proof that cover it (constant memory)."""
+    from guard.audit import proofs
+    from guard.audit.service import verify
+    from guard.auth.service import get_tenant
+
+    rt = _runtime()
+    with _unit(rt) as session:
+        t = get_tenant(session, tenant)
+        res = verify(session, t.id, clock=rt.clock)
+        if not res.ok:
+            raise click.ClickException(f"chain broken at seq {res.first_bad_seq}: {res.problem}")
+        cp = proofs.create_checkpoint(session, t.id, keyring=rt.keyring, clock=rt.clock,
+                                      verified_through=res.verified_through)
+        a, b = proofs.seq_range(session, t.id, _parse_time(start), _parse_time(end), cp.tree_size)
+        public_key = proofs.public_key_b64(proofs.signing_key(rt.keyring)[1].public_key())
+        header = proofs.export_header(session, t.id, cp, a, b, public_key)
+        _audit(rt, session, t.id, "audit.export", {"from_seq": a, "to_seq": b, "format": fmt,
+                                                   "checkpoint_id": cp.id})
+        cp_json = proofs.checkpoint_to_api(cp, rt.keyring)
+    with _unit(rt) as session, open(output, "w", encoding="utf-8") as fh, \
+            click.progressbar(length=b - a + 1, label=f"events {a}..{b}", file=sys.stderr) as bar:
+        for chunk in proofs.render(header, _counting(proofs.iter_events(session, t.id, a, b), bar), fmt):
+            fh.write(chunk)
+    if checkpoint_out:
+        with open(checkpoint_out, "w", encoding="utf-8") as fh:
+            json.dump(cp_json, fh, indent=2)
+    click.echo(f"wrote {b - a + 1} events to {output} (checkpoint {cp.id}, tree size {cp.tree_size})")
+
+
+def _counting(events: Iterator[dict[str, Any]], bar: Any) -> Iterator[dict[str, Any]]:
+    for ev in events:
+        bar.update(1)
+        yield ev
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise click.BadParameter("give a time zone, e.g. 2026-11-01T00:00:00Z")
+    return parsed
+
+
+@audit_group.command("verify-export")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--checkpoint", "checkpoint_file", required=True, type=click.Path(exists=True),
+              help="the trusted checkpoint (JSON), e.g. the witness's copy")
+@click.option("--public-key", required=True,
+              help="raw Ed25519 public key in base64, or a file holding it")
+def audit_verify_export(file: str, checkpoint_file: str, public_key: str) -> None:
+    """Check an export offline, with no database: signature, every hash, and tree membership."""
+    from guard.audit.proofs import verify_export
+
+    key = Path(public_key).read_text().strip() if Path(public_key).is_file() else public_key
+    with open(checkpoint_file, encoding="utf-8") as fh:
+        checkpoint = json.load(fh)
+    with open(file, encoding="utf-8", newline="") as fh:
+        result = verify_export(fh, checkpoint, key)
+    click.echo(result.message)
+    sys.exit(0 if result.ok else 1)
+
+
 # ----------------------------------------------------------------------------- jobs
 
 

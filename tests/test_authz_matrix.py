@@ -34,6 +34,7 @@ class Req:
     json: Any = None
     owned: bool = False  # the path names an object of the tenant: another tenant gets 404
     ok: set[int] = field(default_factory=lambda: {200, 201})
+    other: set[int] | None = None  # what another tenant's permitted key gets, if not the above
 
 
 @dataclass
@@ -59,6 +60,18 @@ class Env:
                         clock=self.rt.clock)
         return ev.id
 
+    def checkpointed(self) -> int:
+        """Give the tenant a few events and a signed checkpoint; returns the tree size."""
+        from guard.audit import proofs, service
+
+        self.some_event_id()
+        self.some_event_id()
+        with transaction(self.rt.sessions) as s:
+            res = service.verify(s, self.tenant.id, clock=self.rt.clock)
+            cp = proofs.create_checkpoint(s, self.tenant.id, keyring=self.rt.keyring,
+                                          clock=self.rt.clock, verified_through=res.verified_through)
+        return cp.tree_size
+
 
 EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
     ("GET", "/healthz"): lambda e: Req("/healthz"),
@@ -78,6 +91,18 @@ EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
     ("GET", "/v1/policies/overrides"): lambda e: Req("/v1/policies/overrides"),
     ("PUT", "/v1/policies/overrides"):
         lambda e: Req("/v1/policies/overrides", json={"overrides": {"audit": {"retention_days": 500}}}),
+    ("GET", "/v1/audit/checkpoints/latest"):
+        lambda e: Req("/v1/audit/checkpoints/latest", owned=True) if e.checkpointed() else Req(""),
+    ("POST", "/v1/audit/checkpoints"): lambda e: Req("/v1/audit/checkpoints", other={409, 201}),
+    ("GET", "/v1/audit/events/<int:seq>/proof"):
+        lambda e: Req(f"/v1/audit/events/1/proof?size={e.checkpointed()}", other={422}),
+    ("GET", "/v1/audit/consistency"):
+        lambda e: Req(f"/v1/audit/consistency?from=1&to={e.checkpointed()}", other={422}),
+    ("GET", "/v1/audit/export"):
+        lambda e: Req("/v1/audit/export", other={404}) if e.checkpointed() else Req(""),
+    ("GET", "/v1/audit/witnesses"): lambda e: Req("/v1/audit/witnesses"),
+    ("PUT", "/v1/audit/witnesses"):
+        lambda e: Req("/v1/audit/witnesses", json={"urls": ["https://witness.example/cp"]}),
     ("GET", "/v1/policies/<version>"):
         lambda e: Req(f"/v1/policies/{e.rt.policies.base.version}"),
 }
@@ -156,7 +181,7 @@ def test_authorization_matrix(app: Flask, rt: Runtime, tenant: TenantKeys,
                             {"Authorization": f"Bearer {token}", "X-Guard-Actor": "x"}), {401})
     req = EXAMPLES[route](env)
     expect("other tenant", _call(client, method, req, other_tenant.headers(permitted[0])),
-           {404} if req.owned else req.ok)
+           req.other if req.other is not None else {404} if req.owned else req.ok)
     assert not problems, "\n".join(problems)
 
 

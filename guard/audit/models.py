@@ -84,3 +84,66 @@ class SubjectIdentifier(Base):
     subject_id: Mapped[str] = mapped_column(
         String(40), ForeignKey("subjects.id", ondelete="CASCADE"), index=True
     )
+
+
+class MerkleNode(Base):
+    """Hash of a perfect subtree [idx * 2**level, (idx + 1) * 2**level) of a tenant's tree.
+
+    Level 0 (the leaves) is not stored: a leaf is derived from the event's chain hash.
+    """
+
+    __tablename__ = "audit_merkle_nodes"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class MerkleState(Base):
+    """How many leaves of a tenant's tree have their nodes stored."""
+
+    __tablename__ = "audit_merkle_state"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of a tenant's tree size and root at a time; never goes backwards."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_tenant_size", "tenant_id", "tree_size"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    tree_size: Mapped[int] = mapped_column(Integer)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class AuditWitness(Base):
+    """A tenant's witness: an outside system that receives and keeps every checkpoint."""
+
+    __tablename__ = "audit_witnesses"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(512), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CheckpointReceipt(Base):
+    """What a witness answered when given a checkpoint (its receipt or countersignature)."""
+
+    __tablename__ = "audit_checkpoint_receipts"
+
+    checkpoint_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("audit_checkpoints.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(512), primary_key=True)
+    ok: Mapped[bool] = mapped_column()
+    status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(String(4096))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -90,3 +90,87 @@ class SubjectRead(Response):
     """The pseudonym events carry for this person, or null if Guard knows none."""
 
     subject: str | None
+
+
+class ReceiptRead(Response):
+    """A witness's answer to a checkpoint."""
+
+    url: str
+    ok: bool
+    status: int | None
+    response: str | None
+    attempts: int
+    attempted_at: str | None
+
+
+class CheckpointRead(Response):
+    """A signed checkpoint: tree size and root at a time, with the key to check it."""
+
+    id: str
+    tenant_id: str
+    tree_size: int
+    root_hash: str
+    created_at: str | None
+    key_id: str
+    signature: str
+    note: str
+    public_key: str
+    receipts: list[ReceiptRead] = []
+
+
+class ProofQuery(Request):
+    """Which tree the proof is against (default: the latest checkpoint)."""
+
+    size: int | None = Field(default=None, ge=1)
+
+
+class InclusionRead(Response):
+    """RFC 9162 inclusion proof of one event."""
+
+    seq: int
+    leaf_index: int
+    tree_size: int
+    event_hash: str
+    prev_hash: str
+    leaf_hash: str
+    path: list[str]
+    root_hash: str
+
+
+class ConsistencyQuery(Request):
+    """Two tree sizes."""
+
+    from_: int = Field(alias="from", ge=0)
+    to: int = Field(ge=1)
+
+
+class ConsistencyRead(Response):
+    """RFC 9162 consistency proof between two tree sizes."""
+
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+    from_root: str
+    to_root: str
+    proof: list[str]
+
+    model_config = {"populate_by_name": True, "frozen": True}
+
+
+class ExportQuery(Request):
+    """Time range and format of an export."""
+
+    from_: AwareDatetime | None = Field(default=None, alias="from")
+    to: AwareDatetime | None = None
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+
+class WitnessesWrite(Request):
+    """The outside systems that receive every checkpoint."""
+
+    urls: list[str] = Field(max_length=10)
+
+
+class WitnessesRead(Response):
+    """This tenant's witnesses."""
+
+    urls: list[str]
