@@ -9,6 +9,7 @@ from typing import Any
 from guard.audit import service
 from guard.context import operator
 from guard.db import transaction
+from guard.errors import GuardError
 from guard.jobs import register
 from guard.runtime import Runtime
 
@@ -16,14 +17,14 @@ log = logging.getLogger(__name__)
 
 
 @register("audit.verify", every=300, description="verify every tenant's chain from its watermark")
-def verify_all(rt: Runtime) -> dict[str, Any]:
-    """Verify every chain incrementally; a broken chain is logged and audited as an error."""
+def verify_all(rt: Runtime, full: bool = False) -> dict[str, Any]:
+    """Verify every chain (incrementally unless `full`); a broken chain is logged and audited."""
     with transaction(rt.sessions) as session:
         tenants = service.tenants_with_chains(session)
     out: dict[str, Any] = {"tenants": len(tenants), "broken": []}
     for tenant_id in tenants:
         with transaction(rt.sessions) as session:
-            res = service.verify(session, tenant_id, clock=rt.clock)
+            res = service.verify(session, tenant_id, clock=rt.clock, full=full)
         if res.ok:
             continue
         log.error("audit chain of %s broken at %s: %s", tenant_id, res.first_bad_seq, res.message)
@@ -36,6 +37,13 @@ def verify_all(rt: Runtime) -> dict[str, Any]:
         except Exception:
             log.exception("could not record the broken chain of %s in itself", tenant_id)
     return out
+
+
+@register("audit.verify_full", every=86400,
+          description="re-verify every chain from its first event (edits below the watermark)")
+def verify_all_full(rt: Runtime) -> dict[str, Any]:
+    """Daily full walk: incremental runs only look past the watermark."""
+    return verify_all(rt, full=True)
 
 
 @register("audit.prune", every=86400, description="drop bodies of audit events past retention")
@@ -73,18 +81,24 @@ def checkpoint_all(rt: Runtime) -> dict[str, Any]:
     broken = {b["tenant_id"] for b in verify_all(rt)["broken"]}
     with transaction(rt.sessions) as session:
         tenants = [t for t in service.tenants_with_chains(session) if t not in broken]
-    made = 0
+    made, failed = 0, []
     for tenant_id in tenants:
-        with transaction(rt.sessions) as session:
-            upto = proofs.verified_through(session, tenant_id)
-            if upto == 0:
-                continue
-            last = proofs.latest_checkpoint(session, tenant_id)
-            # Periodic checkpoints are not chained as events: the checkpoint table is their
-            # record, and an event per run would grow every idle tree forever.
-            cp = proofs.create_checkpoint(session, tenant_id, keyring=rt.keyring, clock=rt.clock,
-                                          verified_through=upto)
-            made += last is None or cp.id != last.id
+        try:
+            with transaction(rt.sessions) as session:
+                upto = proofs.verified_through(session, tenant_id)
+                if upto == 0:
+                    continue
+                last = proofs.latest_checkpoint(session, tenant_id)
+                # Periodic checkpoints are not chained as events: the checkpoint table is their
+                # record, and an event per run would grow every idle tree forever.
+                cp = proofs.create_checkpoint(session, tenant_id, keyring=rt.keyring,
+                                              clock=rt.clock, verified_through=upto)
+                made += last is None or cp.id != last.id
+        except (GuardError, LookupError):
+            # A chain damaged below its watermark, or one that no longer extends its last
+            # checkpoint: never sign over it; `guard audit verify --full` shows where.
+            log.exception("no checkpoint for %s", tenant_id)
+            failed.append(tenant_id)
     with transaction(rt.sessions) as session:
         deliveries = proofs.pending_deliveries(session)
     results = proofs.deliver(deliveries, public_key=proofs.public_key_b64(
@@ -93,4 +107,5 @@ def checkpoint_all(rt: Runtime) -> dict[str, Any]:
         with transaction(rt.sessions) as session:
             proofs.record_receipts(session, results, rt.clock)
     return {"checkpoints": made, "delivered": sum(r["ok"] for r in results),
-            "failed": sum(not r["ok"] for r in results), "skipped_broken": sorted(broken)}
+            "failed": sum(not r["ok"] for r in results), "skipped_broken": sorted(broken),
+            "refused": failed}
