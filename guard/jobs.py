@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -18,6 +18,7 @@ from guard.runtime import Runtime
 
 log = logging.getLogger(__name__)
 JobFn = Callable[[Runtime], dict[str, Any]]
+F = TypeVar("F", bound=Callable[..., dict[str, Any]])
 
 # Modules that register jobs; domain packages add theirs.
 JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures"]
@@ -36,10 +37,10 @@ class Job:
 JOBS: dict[str, Job] = {}
 
 
-def register(name: str, *, every: int, description: str) -> Callable[[JobFn], JobFn]:
+def register(name: str, *, every: int, description: str) -> Callable[[F], F]:
     """Register `fn` as job `name`, due every `every` seconds."""
 
-    def deco(fn: JobFn) -> JobFn:
+    def deco(fn: F) -> F:
         JOBS[name] = Job(name, every, fn, description)
         return fn
 
