@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import schemathesis
 import schemathesis.checks as sc
-from schemathesis.core.failures import FailureGroup
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.failures import FailureGroup
 
 from guard.auth.service import create_key
 from guard.db import transaction
