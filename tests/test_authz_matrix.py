@@ -195,8 +195,8 @@ def test_forbidden_and_rejected_keys_are_audited(app: Flask, rt: Runtime, tenant
                            .order_by(AuditEvent.seq)).scalars().all()
     forbidden = [e for e in events if e.action == "auth.key.list" and e.outcome == "deny"]
     assert len(forbidden) == 1
-    assert forbidden[0].reasons == ["role_not_permitted"]
+    assert forbidden[0].reasons == '["role_not_permitted"]'
     assert forbidden[0].key_id == tenant.key_ids["agent"] and forbidden[0].actor == "agent-007"
     assert forbidden[0].policy_version == rt.policies.base.version
     rejected = [e for e in events if e.action == "auth.key.rejected"]
-    assert [e.reasons for e in rejected] == [["key_revoked"]]
+    assert [e.reasons for e in rejected] == ['["key_revoked"]']

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guard.db import Base, JSONType, UTCDateTime
+from guard.db import Base, UTCDateTime
 
 
 class AuditEvent(Base):
@@ -31,11 +30,12 @@ class AuditEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(128))
     action: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(String(16))
-    reasons: Mapped[list[str] | None] = mapped_column(JSONType)
+    # Canonical JSON text (sorted keys, compact): hashed exactly as stored, parsed when served.
+    reasons: Mapped[str | None] = mapped_column(Text)
     policy_version: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(64))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    details: Mapped[str | None] = mapped_column(Text)
     hash: Mapped[str] = mapped_column(String(64))
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

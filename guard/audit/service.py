@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import phonenumbers
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import ColumnElement, Row, String, case, cast, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from guard.audit.models import AuditEvent, AuditHead, AuditWatermark, Subject, SubjectIdentifier
@@ -161,9 +162,11 @@ def seal_pending(session: Session) -> list[PendingEvent]:
         for ev in by_tenant[tenant_id]:
             seq += 1
             ev.seq = seq
-            ev.hash = chain_hash(prev, _event_dict(ev))
+            row = _texts({k: getattr(ev, k) for k in SERVED})
+            ev.hash = row["hash"] = _hash_texts(prev, row)
+            row["ts"] = ev.ts
             prev = ev.hash
-            rows.append({k: getattr(ev, k) for k in (*SERVED, "hash")})
+            rows.append(row)
         session.execute(update(AuditHead).where(AuditHead.tenant_id == tenant_id)
                         .values(seq=seq, hash=prev))
     session.execute(insert(AuditEvent), rows)
@@ -197,17 +200,73 @@ def _event_dict(ev: PendingEvent | AuditEvent | Row[Any]) -> dict[str, Any]:
     return d
 
 
+def _texts(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Served fields as stored: JSON-valued ones as canonical JSON text, times formatted."""
+    out = dict(event)
+    for k in ("reasons", "details"):
+        v = out.get(k)
+        if v is not None and not isinstance(v, str):
+            out[k] = canonical_json(v).decode()
+    if isinstance(out.get("ts"), datetime):
+        out["ts"] = format_ts(out["ts"])
+    return out
+
+
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """The canonical encoding of the served fields, in SERVED order, each as `len:text` (`~` if null).
+
+    A length-prefixed join needs no escaping and no JSON parsing, so the database can build
+    the same bytes in SQL (`canonical_sql`) and verification stays fast.
+    """
+    parts = []
+    for k in SERVED:
+        v = event[k]
+        if v is None:
+            parts.append("~")
+        else:
+            s = str(v)
+            parts.append(f"{len(s)}:{s}")
+    return "".join(parts).encode()
+
+
+def _hash_texts(prev_hash: str, texts: Mapping[str, Any]) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(texts)).hexdigest()
+
+
 def chain_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
-    """hash = SHA-256(prev_hash || canonical(event)), hex."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(event)).hexdigest()
+    """hash = SHA-256(prev_hash || canonical(event)), hex (JSON-valued fields may be objects)."""
+    return _hash_texts(prev_hash, _texts(event))
 
 
 def event_to_api(ev: AuditEvent | Row[Any]) -> dict[str, Any]:
     """The served form of an event (the very fields the hash covers, plus the hash)."""
     d = _event_dict(ev)
+    for k in ("reasons", "details"):
+        if isinstance(d[k], str):
+            d[k] = json.loads(d[k])
     d["hash"] = ev.hash
     d["pruned"] = ev.pruned_at is not None
     return d
+
+
+def canonical_sql(dialect: str) -> ColumnElement[str]:
+    """The database's own rendering of `canonical` for a row of audit_events (same bytes)."""
+    parts: list[ColumnElement[str]] = []
+    for k in SERVED:
+        col = getattr(AuditEvent, k)
+        if k == "ts":
+            text_expr: ColumnElement[str] = (
+                func.to_char(func.timezone("UTC", col), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                if dialect == "postgresql"
+                else func.replace(cast(col, String), " ", "T") + literal("Z"))
+        else:
+            text_expr = cast(col, String)
+        parts.append(case((col.is_(None), literal("~")),
+                          else_=cast(func.length(text_expr), String) + literal(":") + text_expr))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return out
 
 
 # ----------------------------------------------------------------------------- verification
@@ -233,19 +292,28 @@ class VerifyResult:
 _COLS = [getattr(AuditEvent, c) for c in (*SERVED, "hash", "pruned_at")]
 
 
-def _rows(session: Session, tenant_id: str, after: int, upto: int, batch: int) -> Iterator[Row[Any]]:
+def _rows(session: Session, tenant_id: str, after: int, upto: int,
+          batch: int) -> Iterator[tuple[int, str, str, bool]]:
+    """(seq, hash, canonical text, pruned) — the database renders the canonical bytes."""
+    canon = canonical_sql(session.get_bind().dialect.name)
     last = after
     while True:
         rows = session.execute(
-            select(*_COLS)
+            select(AuditEvent.seq, AuditEvent.hash, canon, AuditEvent.pruned_at.is_not(None))
             .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > last, AuditEvent.seq <= upto)
             .order_by(AuditEvent.seq)
-            .limit(batch)
-        ).all()
+            .limit(batch)).all()
         if not rows:
             return
-        yield from rows
-        last = rows[-1].seq
+        for r in rows:
+            yield r[0], r[1], r[2], bool(r[3])
+        last = rows[-1][0]
+
+
+def _full_rows(session: Session, tenant_id: str, seqs: list[int]) -> dict[int, Row[Any]]:
+    rows = session.execute(select(*_COLS).where(AuditEvent.tenant_id == tenant_id,
+                                                AuditEvent.seq.in_(seqs))).all()
+    return {r.seq: r for r in rows}
 
 
 def verify(
@@ -278,27 +346,28 @@ def verify(
     prev_prev = prev
     it = _rows(session, tenant_id, start_seq, head_seq, batch)
     nxt = next(it, None)  # one row of look-ahead, to tell a swap or a shift from an edit
+    sha256 = hashlib.sha256
     while nxt is not None:
-        row, nxt = nxt, next(it, None)
-        if row.seq != expected:
-            if row.seq > expected:
+        (seq, hsh, canon, pruned), nxt = nxt, next(it, None)
+        if seq != expected:
+            if seq > expected:
                 return _bad(result, expected, "deleted", f"seq {expected} is missing", started)
-            return _bad(result, row.seq, "inserted", f"seq {row.seq} appears twice", started)
-        if row.pruned_at is None:
-            if chain_hash(prev, _event_dict(row)) != row.hash:
-                kind, bad = _classify(prev_prev, prev, row, nxt)
+            return _bad(result, seq, "inserted", f"seq {seq} appears twice", started)
+        if not pruned:
+            if sha256(bytes.fromhex(prev) + canon.encode()).hexdigest() != hsh:
+                around = _full_rows(session, tenant_id, [seq, seq + 1])
+                kind, bad = _classify(prev_prev, prev, around[seq], around.get(seq + 1))
                 return _bad(result, bad, kind, f"event {bad} breaks the chain ({kind})", started)
-        elif (nxt is not None and nxt.pruned_at is None
-              and chain_hash(row.hash, _event_dict(nxt)) != nxt.hash):
+        elif (nxt is not None and not nxt[3]
+              and sha256(bytes.fromhex(hsh) + nxt[2].encode()).hexdigest() != nxt[1]):
             # A pruned event is trusted only as far as its successor chains from its hash.
-            return _bad(result, row.seq, "edited", f"pruned event {row.seq}'s hash was changed",
-                        started)
-        prev_prev, prev = prev, row.hash
+            return _bad(result, seq, "edited", f"pruned event {seq}'s hash was changed", started)
+        prev_prev, prev = prev, hsh
         expected += 1
         result.checked += 1
-        result.verified_through = row.seq
+        result.verified_through = seq
         if budget_seconds is not None and time.monotonic() - started > budget_seconds:
-            result.complete = row.seq >= head_seq
+            result.complete = seq >= head_seq
             break
     if result.complete and result.verified_through != head_seq:
         return _bad(result, result.verified_through + 1, "deleted",
