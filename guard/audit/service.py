@@ -10,12 +10,26 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import phonenumbers
-from sqlalchemy import ColumnElement, Row, String, case, cast, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Row,
+    String,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from guard.audit.models import AuditEvent, AuditHead, AuditWatermark, Subject, SubjectIdentifier
@@ -250,23 +264,23 @@ def event_to_api(ev: AuditEvent | Row[Any]) -> dict[str, Any]:
 
 
 def canonical_sql(dialect: str) -> ColumnElement[str]:
-    """The database's own rendering of `canonical` for a row of audit_events (same bytes)."""
-    parts: list[ColumnElement[str]] = []
+    """The database's own rendering of `canonical` for a row of audit_events (the same bytes).
+
+    `coalesce(length(x) || ':' || x, '~')` works because `||` with NULL is NULL on both
+    databases; it is several times cheaper for PostgreSQL than CASE with casts. The time
+    always renders as 27 characters (`format_ts`).
+    """
+    ts = ("to_char(timezone('UTC', audit_events.ts), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+          if dialect == "postgresql" else "(replace(audit_events.ts, ' ', 'T') || 'Z')")
+    parts = []
     for k in SERVED:
-        col = getattr(AuditEvent, k)
         if k == "ts":
-            text_expr: ColumnElement[str] = (
-                func.to_char(func.timezone("UTC", col), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-                if dialect == "postgresql"
-                else func.replace(cast(col, String), " ", "T") + literal("Z"))
+            parts.append(f"coalesce('27:' || {ts}, '~')")
+        elif k == "seq":
+            parts.append("coalesce(length(CAST(audit_events.seq AS TEXT)) || ':' || audit_events.seq, '~')")
         else:
-            text_expr = cast(col, String)
-        parts.append(case((col.is_(None), literal("~")),
-                          else_=cast(func.length(text_expr), String) + literal(":") + text_expr))
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
+            parts.append(f"coalesce(length(audit_events.{k}) || ':' || audit_events.{k}, '~')")
+    return literal_column(" || ".join(parts), String())
 
 
 # ----------------------------------------------------------------------------- verification
@@ -292,21 +306,40 @@ class VerifyResult:
 _COLS = [getattr(AuditEvent, c) for c in (*SERVED, "hash", "pruned_at")]
 
 
-def _rows(session: Session, tenant_id: str, after: int, upto: int,
-          batch: int) -> Iterator[tuple[int, str, str, bool]]:
-    """(seq, hash, canonical text, pruned) — the database renders the canonical bytes."""
-    canon = canonical_sql(session.get_bind().dialect.name)
+def _rows(session: Session, tenant_id: str, after: int, prev: str, upto: int,
+          batch: int) -> Iterator[tuple[int, str, bool, bool]]:
+    """(seq, hash, pruned, ok): ok = the row's hash is SHA-256(previous row's hash || canonical).
+
+    PostgreSQL checks each row itself (sha256 over lag(hash) and the canonical text it
+    renders); SQLite has no sha256, so Python hashes the canonical text SQLite renders. Either
+    way "previous" means the previous row as stored.
+    """
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    canon = canonical_sql(conn.dialect.name)
+    pruned = AuditEvent.pruned_at.is_not(None)
     last = after
     while True:
-        rows = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash, canon, AuditEvent.pruned_at.is_not(None))
-            .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > last, AuditEvent.seq <= upto)
-            .order_by(AuditEvent.seq)
-            .limit(batch)).all()
+        where = (AuditEvent.tenant_id == tenant_id, AuditEvent.seq > last, AuditEvent.seq <= upto)
+        if postgres:
+            prev_hash = func.coalesce(func.lag(AuditEvent.hash).over(order_by=AuditEvent.seq),
+                                      literal(prev))
+            digest = func.sha256(func.decode(prev_hash, "hex").op("||")(func.convert_to(canon, "UTF8")))
+            check: ColumnElement[Any] = or_(pruned, func.encode(digest, "hex") == AuditEvent.hash)
+        else:
+            check = canon
+        rows = conn.execute(select(AuditEvent.seq, AuditEvent.hash, pruned, check)
+                            .where(*where).order_by(AuditEvent.seq).limit(batch)).all()
         if not rows:
             return
-        for r in rows:
-            yield r[0], r[1], r[2], bool(r[3])
+        for seq, hsh, is_pruned, verdict in rows:
+            if postgres:
+                ok = bool(verdict)
+            else:
+                ok = bool(is_pruned) or \
+                    hashlib.sha256(bytes.fromhex(prev) + str(verdict).encode()).hexdigest() == hsh
+            yield seq, hsh, bool(is_pruned), ok
+            prev = hsh
         last = rows[-1][0]
 
 
@@ -323,7 +356,7 @@ def verify(
     clock: Clock,
     full: bool = False,
     budget_seconds: float | None = None,
-    batch: int = 5000,
+    batch: int = 20000,
     save_watermark: bool = True,
 ) -> VerifyResult:
     """Walk the chain from the watermark (or from the start with `full`) to the head."""
@@ -342,27 +375,32 @@ def verify(
                         f"event {wm.seq} no longer matches the verified watermark", started)
         start_seq, prev = wm.seq, wm.hash
     result.verified_through = start_seq
-    expected = start_seq + 1
-    prev_prev = prev
-    it = _rows(session, tenant_id, start_seq, head_seq, batch)
-    nxt = next(it, None)  # one row of look-ahead, to tell a swap or a shift from an edit
-    sha256 = hashlib.sha256
-    while nxt is not None:
-        (seq, hsh, canon, pruned), nxt = nxt, next(it, None)
+    pos = start_seq
+    if session.get_bind().dialect.name == "postgresql":
+        pos, prev = _pg_fast_walk(session, tenant_id, pos, prev, head_seq, batch, result,
+                                  started, budget_seconds)
+        if not result.complete:
+            return _finish(session, result, tenant_id, start_seq, prev, clock, save_watermark, started)
+    # Row by row: all of SQLite's walk, and on PostgreSQL only the batch where something is wrong.
+    expected = pos + 1
+    prev_prev = GENESIS if pos <= 1 else session.execute(select(AuditEvent.hash).where(
+        AuditEvent.tenant_id == tenant_id, AuditEvent.seq == pos - 1)).scalar_one_or_none() or GENESIS
+    prev_pruned = pos > 0 and bool(session.execute(select(AuditEvent.pruned_at.is_not(None)).where(
+        AuditEvent.tenant_id == tenant_id, AuditEvent.seq == pos)).scalar_one_or_none())
+    for seq, hsh, pruned, ok in _rows(session, tenant_id, pos, prev, head_seq, batch):
         if seq != expected:
             if seq > expected:
                 return _bad(result, expected, "deleted", f"seq {expected} is missing", started)
             return _bad(result, seq, "inserted", f"seq {seq} appears twice", started)
-        if not pruned:
-            if sha256(bytes.fromhex(prev) + canon.encode()).hexdigest() != hsh:
-                around = _full_rows(session, tenant_id, [seq, seq + 1])
-                kind, bad = _classify(prev_prev, prev, around[seq], around.get(seq + 1))
-                return _bad(result, bad, kind, f"event {bad} breaks the chain ({kind})", started)
-        elif (nxt is not None and not nxt[3]
-              and sha256(bytes.fromhex(hsh) + nxt[2].encode()).hexdigest() != nxt[1]):
-            # A pruned event is trusted only as far as its successor chains from its hash.
-            return _bad(result, seq, "edited", f"pruned event {seq}'s hash was changed", started)
-        prev_prev, prev = prev, hsh
+        if not ok:
+            if prev_pruned:
+                # A pruned event is trusted only as far as its successor chains from its hash.
+                return _bad(result, seq - 1, "edited", f"pruned event {seq - 1}'s hash was changed",
+                            started)
+            around = _full_rows(session, tenant_id, [seq, seq + 1])
+            kind, bad = _classify(prev_prev, prev, around[seq], around.get(seq + 1))
+            return _bad(result, bad, kind, f"event {bad} breaks the chain ({kind})", started)
+        prev_prev, prev, prev_pruned = prev, hsh, pruned
         expected += 1
         result.checked += 1
         result.verified_through = seq
@@ -381,10 +419,68 @@ def verify(
         if beyond is not None:
             return _bad(result, beyond, "inserted", f"event {beyond} lies beyond the chain head",
                         started)
-    if save_watermark and result.verified_through > start_seq:
+    return _finish(session, result, tenant_id, start_seq, prev, clock, save_watermark, started)
+
+
+def _finish(session: Session, result: VerifyResult, tenant_id: str, start_seq: int, prev: str,
+            clock: Clock, save_watermark: bool, started: float) -> VerifyResult:
+    if save_watermark and result.ok and result.verified_through > start_seq:
         _save_watermark(session, tenant_id, result.verified_through, prev, clock.now())
     result.elapsed_seconds = time.monotonic() - started
     return result
+
+
+def _pg_range_check(engine: Engine, tenant_id: str, lo: int, hi: int, prev: str) -> tuple[int, int | None]:
+    """PostgreSQL checks seqs lo+1..hi itself: (row count, first seq whose hash is wrong)."""
+    canon = canonical_sql("postgresql")
+    pruned = AuditEvent.pruned_at.is_not(None)
+    prev_hash = func.coalesce(func.lag(AuditEvent.hash).over(order_by=AuditEvent.seq), literal(prev))
+    digest = func.sha256(func.decode(prev_hash, "hex").op("||")(func.convert_to(canon, "UTF8")))
+    inner = select(AuditEvent.seq.label("seq"),
+                   or_(pruned, func.encode(digest, "hex") == AuditEvent.hash).label("ok")) \
+        .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > lo, AuditEvent.seq <= hi).subquery()
+    with engine.connect() as conn:
+        count, bad = conn.execute(select(func.count(), func.min(inner.c.seq).filter(
+            inner.c.ok.is_(False)))).one()
+    return int(count), bad
+
+
+def _pg_fast_walk(session: Session, tenant_id: str, pos: int, prev: str, head_seq: int, batch: int,
+                  result: VerifyResult, started: float,
+                  budget_seconds: float | None) -> tuple[int, str]:
+    """Let PostgreSQL check whole seq ranges, two at a time, and answer with counts only.
+
+    A range's first row chains from the stored hash before it, which the previous range
+    checks, so ranges are independent and run on both cores at once. The first range with
+    anything wrong is left to the row-by-row walk, which names the problem.
+    Returns (last seq of the clean prefix, its hash).
+    """
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    ranges = [(lo, min(lo + batch, head_seq)) for lo in range(pos, head_seq, batch)]
+    if not ranges:
+        return pos, prev
+    bounds = [lo for lo, _ in ranges[1:]] + [ranges[-1][1]]
+    hashes = {seq: h for seq, h in session.execute(select(AuditEvent.seq, AuditEvent.hash).where(
+        AuditEvent.tenant_id == tenant_id, AuditEvent.seq.in_(bounds)))}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_pg_range_check, engine, tenant_id, lo, hi,
+                               prev if lo == pos else hashes.get(lo, GENESIS)) for lo, hi in ranges]
+        try:
+            for (lo, hi), fut in zip(ranges, futures, strict=True):
+                count, bad = fut.result()
+                if count != hi - lo or bad is not None or hi not in hashes:
+                    return lo, prev
+                prev = hashes[hi]
+                result.checked += count
+                result.verified_through = pos = hi
+                if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+                    result.complete = pos >= head_seq
+                    break
+        finally:
+            for fut in futures:
+                fut.cancel()
+    return pos, prev
 
 
 def _classify(prev_prev: str, prev: str, row: Row[Any], nxt: Row[Any] | None) -> tuple[str, int]:
