@@ -261,6 +261,15 @@ def audit_prune() -> None:
     click.echo(json.dumps(run_job(rt, "audit.prune", force=True)))
 
 
+def _add_forward_command() -> None:
+    from guard.siem.cli import forward
+
+    audit_group.add_command(forward)
+
+
+_add_forward_command()
+
+
 # ----------------------------------------------------------------------------- jobs
 
 

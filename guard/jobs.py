@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 JobFn = Callable[[Runtime], dict[str, Any]]
 
 # Modules that register jobs; domain packages add theirs.
-JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures"]
+JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures", "guard.siem.jobs"]
 
 
 @dataclass(frozen=True)

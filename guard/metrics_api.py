@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint, Response, current_app
 
 from guard.metrics import CONTENT_TYPE, render
 from guard.web import RequestContext, endpoint
@@ -22,7 +22,7 @@ def make_blueprint(*, public: bool) -> Blueprint:
     # scraper polling every 15 s would bury the tenant's trail. Refusals are audited as usual.
     @endpoint(bp, "/metrics", permission="metrics.read", public=public, action="metrics.read",
               response_media_type=CONTENT_TYPE)
-    def metrics(c: RequestContext) -> object:
+    def metrics(c: RequestContext) -> Response:
         """Prometheus metrics: decisions, request latency, audit chain and job gauges."""
         tenant = c.caller.tenant_id if c.caller is not None else None
         return current_app.response_class(render(c.rt, tenant=tenant), status=200,
