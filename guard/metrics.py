@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Column, MetaData, String, Table, event, func, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -79,8 +79,11 @@ def _count_committed(session: Session) -> None:
             inst.reasons.labels(action, outcome, reason).inc()
 
 
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_SEALED, None)
+def _forget_uncommitted(session: Session, transaction: SessionTransaction) -> None:
+    # Runs after _count_committed on a commit; after a rollback or close it drops what was
+    # sealed but never committed. Savepoints (nested transactions) end without effect.
+    if transaction.parent is None:
+        session.info.pop(_SEALED, None)
 
 
 def _install_decision_counter() -> None:
@@ -88,7 +91,7 @@ def _install_decision_counter() -> None:
         SEAL_OBSERVERS.append(_stash_sealed)
     if not event.contains(Session, "after_commit", _count_committed):
         event.listen(Session, "after_commit", _count_committed)
-        event.listen(Session, "after_rollback", _forget_rolled_back)
+        event.listen(Session, "after_transaction_end", _forget_uncommitted)
 
 
 # ----------------------------------------------------------------------------- instruments

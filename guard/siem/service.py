@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guard.audit.models import AuditEvent
-from guard.audit.service import SERVED, append, event_to_api, tenants_with_chains
+from guard.audit.service import SERVED, SYSTEM_TENANT_ID, append, event_to_api, tenants_with_chains
 from guard.context import operator
 from guard.db import insert_ignore, transaction
 from guard.runtime import Runtime
@@ -60,10 +60,13 @@ class TenantProgress:
     sent: int = 0
     batches: int = 0
     skipped: str | None = None  # "leased" when another forwarder holds this tenant
+    more: bool = False  # stopped at the per-pass batch limit with events still waiting
 
 
 class Forwarder:
     """Forwards audit events to one destination; `stop` ends it between (or inside) retries."""
+
+    PASS_BATCHES = 20  # batches per tenant per pass of run_forever
 
     def __init__(
         self,
@@ -106,8 +109,10 @@ class Forwarder:
                 assert cur is not None
                 # A new destination starts receiving this tenant's trail: that is a decision
                 # about the tenant's data, recorded in the tenant's own chain.
+                policy = self.rt.policies.base if tenant_id == SYSTEM_TENANT_ID \
+                    else self.rt.policies_for(session, tenant_id)
                 append(session, caller=operator(tenant_id), action="audit.forward.start",
-                       outcome="ok", clock=self.rt.clock, policy=self.rt.policies.base,
+                       outcome="ok", clock=self.rt.clock, policy=policy,
                        details={"destination": self._public_name()})
             if cur.holder not in (None, self.holder) and cur.leased_until is not None \
                     and cur.leased_until > now:
@@ -175,8 +180,9 @@ class Forwarder:
                 # Still ours after the wait? (Renews the lease through a long outage.)
                 self._advance(tenant_id, int(events[0]["seq"]) - 1)
 
-    def forward_tenant(self, tenant_id: str) -> TenantProgress:
-        """Send everything after the tenant's cursor, batch by batch, until caught up or stopped."""
+    def forward_tenant(self, tenant_id: str, *, max_batches: int | None = None) -> TenantProgress:
+        """Send what follows the tenant's cursor, batch by batch, until caught up, stopped or
+        `max_batches` were sent."""
         start = self._claim(tenant_id)
         if start is None:
             return TenantProgress(0, 0, skipped="leased")
@@ -195,6 +201,9 @@ class Forwarder:
                 progress.batches += 1
                 if len(events) < self.batch_size:
                     break
+                if max_batches is not None and progress.batches >= max_batches:
+                    progress.more = True
+                    break
         finally:
             try:
                 self._release(tenant_id)
@@ -209,21 +218,25 @@ class Forwarder:
         with transaction(self.rt.sessions) as session:
             return tenants_with_chains(session)
 
-    def run_once(self, only: Sequence[str] | None = None) -> dict[str, TenantProgress]:
+    def run_once(self, only: Sequence[str] | None = None, *,
+                 max_batches: int | None = None) -> dict[str, TenantProgress]:
         """Forward what is there now for every (or the given) tenant, then return."""
         out: dict[str, TenantProgress] = {}
         for tenant_id in self.tenants(only):
             if self.stop.is_set():
                 break
-            out[tenant_id] = self.forward_tenant(tenant_id)
+            out[tenant_id] = self.forward_tenant(tenant_id, max_batches=max_batches)
         return out
 
     def run_forever(self, only: Sequence[str] | None = None, *, poll_seconds: float = 5.0) -> int:
         """Keep forwarding new events until `stop` is set; returns how many were sent."""
         sent = 0
         while not self.stop.is_set():
-            progress = self.run_once(only)
+            # Round robin: a tenant with a long backlog does not hold up the others' new events.
+            progress = self.run_once(only, max_batches=self.PASS_BATCHES)
             sent += sum(p.sent for p in progress.values())
+            if any(p.more for p in progress.values()):
+                continue
             if self.stop.wait(poll_seconds):
                 break
         return sent

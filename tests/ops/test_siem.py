@@ -458,3 +458,151 @@ def test_cli_once_exits_non_zero_when_the_destination_keeps_failing(
     assert out.returncode == 1
     assert "not delivered after 1 attempts: HTTP 500" in out.stderr
     assert cursor(rt, http_sink.url, tenant) == 0
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    d = tmp_path_factory.mktemp("tls")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "guard test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+          .not_valid_after(now + dt.timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file, cert_file, key_file = d / "ca.pem", d / "server.pem", d / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(ca_file), str(cert_file), str(key_file)
+
+
+def _server_context(tls_files: tuple[str, str, str]) -> Any:
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls_files[1], tls_files[2])
+    return ctx
+
+
+def test_https_with_a_private_ca(rt: Runtime, tenant: TenantKeys,
+                                 tls_files: tuple[str, str, str]) -> None:
+    import http.server
+    from pathlib import Path
+
+    seed(rt, tenant, 2)
+
+    received: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = _server_context(tls_files).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/in"
+    try:
+        # Without the CA the certificate is refused: nothing is sent, the cursor stays.
+        dest = parse_destination(url)
+        untrusted = Forwarder(rt, dest, make_transport(dest), max_attempts=1, wait=lambda _s: False)
+        with pytest.raises(ForwardFailed, match="ConnectError"):
+            untrusted.run_once([tenant.id])
+        assert received == [] and cursor(rt, url, tenant) == 0
+        trusted = Forwarder(rt, dest, make_transport(dest, ca_file=Path(tls_files[0])),
+                            wait=lambda _s: False)
+        trusted.run_once([tenant.id])
+        assert [json.loads(line)["seq"] for b in received for line in b.splitlines()] == [1, 2, 3]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_syslog_over_tls(rt: Runtime, tenant: TenantKeys, tls_files: tuple[str, str, str]) -> None:
+    from pathlib import Path
+
+    seed(rt, tenant, 2)
+    sink = SyslogSink()
+    ctx = _server_context(tls_files)
+
+    class Handler(socketserver.StreamRequestHandler):
+        def setup(self) -> None:
+            self.request = ctx.wrap_socket(self.request, server_side=True)
+            super().setup()
+
+        def handle(self) -> None:
+            data = b""
+            while chunk := self.request.recv(65536):
+                data += chunk
+                frames = []
+                while b" " in data:
+                    sp = data.index(b" ")
+                    n = int(data[:sp])
+                    if len(data) < sp + 1 + n:
+                        break
+                    frames.append(data[sp + 1:sp + 1 + n].decode())
+                    data = data[sp + 1 + n:]
+                with sink.lock:
+                    sink.messages.extend(frames)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"syslog+tls://127.0.0.1:{server.server_address[1]}"
+    try:
+        dest = parse_destination(url)
+        fwd = Forwarder(rt, dest, make_transport(dest, ca_file=Path(tls_files[0])), wait=lambda _s: False)
+        fwd.run_once([tenant.id])
+        fwd.close()
+        deadline = time.monotonic() + 10
+        while len(sink.events()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [e["seq"] for e in sink.events()] == [1, 2, 3]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_round_robin_per_pass_limit(rt: Runtime, tenant: TenantKeys, http_sink: HttpSink) -> None:
+    seed(rt, tenant, 9)
+    fwd = forwarder(rt, http_sink.url, batch_size=2)
+    first = fwd.run_once([tenant.id], max_batches=2)[tenant.id]
+    assert (first.sent, first.to_seq, first.more) == (4, 4, True)
+    rest = fwd.run_once([tenant.id])[tenant.id]
+    assert (rest.from_seq, rest.to_seq, rest.more) == (4, 10, False)
+    assert [e["seq"] for e in http_sink.events()] == list(range(1, 11))
