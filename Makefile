@@ -34,6 +34,7 @@ lint: $(VENV)/.test  ## ruff and mypy
 bench: $(VENV)/.test  ## benchmarks (not run in CI)
 	$(BIN)/python bench/http_overhead.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/siem_forward.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

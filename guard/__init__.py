@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     from flask import Blueprint, Flask
 
-    from guard import health, openapi, web
+    from guard import health, metrics, metrics_api, openapi, web
     from guard.config import load_settings
     from guard.errors import ConfigError
     from guard.logs import configure_logging
@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.config["TRAP_HTTP_EXCEPTIONS"] = False
     app.extensions["guard"] = rt
     web.install(app)
+    metrics.install(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_api.make_blueprint(public=settings.metrics_public))
     app.register_blueprint(openapi.bp)
     v1 = Blueprint("v1", __name__, url_prefix="/v1")
     for target in V1_BLUEPRINTS:

@@ -353,6 +353,13 @@ def audit_verify_export(file: str, checkpoint_file: str, public_key: str) -> Non
         result = verify_export(fh, checkpoint, key)
     click.echo(result.message)
     sys.exit(0 if result.ok else 1)
+def _add_forward_command() -> None:
+    from guard.siem.cli import forward
+
+    audit_group.add_command(forward)
+
+
+_add_forward_command()
 
 
 # ----------------------------------------------------------------------------- jobs

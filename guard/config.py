@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guard.errors import ConfigError
@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     audit_verify_budget_seconds: float = Field(default=2.0, gt=0, le=60)
     trust_forwarded_for: bool = False
     port: int = Field(default=8080, ge=0, le=65535)
+    # /metrics without an API key: only where the network already restricts who can reach it
+    # (a scraper inside the cluster); otherwise a key holding `metrics.read` is required.
+    metrics_public: bool = False
+    # SIEM forwarding (PCI DSS 10.3.3): comma-separated syslog://, syslog+udp://, syslog+tls://
+    # or https:// destinations the `siem.forward` job sends every audit event to.
+    siem_url: str = ""
+    # Sent as the Authorization header to https:// SIEM destinations (e.g. "Splunk <token>").
+    siem_authorization: SecretStr | None = None
+    # A CA bundle for SIEM endpoints signed by a private CA (TLS is always verified).
+    siem_ca_file: Path | None = None
 
     @field_validator("database_url")
     @classmethod

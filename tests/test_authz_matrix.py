@@ -77,6 +77,7 @@ EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
     ("GET", "/healthz"): lambda e: Req("/healthz"),
     ("GET", "/readyz"): lambda e: Req("/readyz"),
     ("GET", "/v1/openapi.json"): lambda e: Req("/v1/openapi.json"),
+    ("GET", "/metrics"): lambda e: Req("/metrics"),
     ("GET", "/v1/me"): lambda e: Req("/v1/me"),
     ("GET", "/v1/keys"): lambda e: Req("/v1/keys"),
     ("POST", "/v1/keys"): lambda e: Req("/v1/keys", json={"roles": ["agent"]}),

@@ -37,6 +37,7 @@ from guard.clock import Clock
 from guard.context import Caller
 from guard.db import insert_ignore
 from guard.ids import new_id
+from guard.metrics import notify_sealed
 from guard.models import PolicyVersion
 from guard.policy import PolicySet, canonical_json
 
@@ -184,6 +185,7 @@ def seal_pending(session: Session) -> list[PendingEvent]:
         session.execute(update(AuditHead).where(AuditHead.tenant_id == tenant_id)
                         .values(seq=seq, hash=prev))
     session.execute(insert(AuditEvent), rows)
+    notify_sealed(session, pending)
     return pending
 
 
