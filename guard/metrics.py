@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Column, MetaData, String, Table, event, func, inspect, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 if TYPE_CHECKING:
@@ -218,15 +218,9 @@ def _chain_broken(rt: Runtime, session: Session, tenant: str | None) -> Iterator
 @gauge("guard_audit_checkpoint_age_seconds",
        "Seconds since the tenant's last signed checkpoint (absent before the first one)", ["tenant"])
 def _checkpoint_age(rt: Runtime, session: Session, tenant: str | None) -> Iterator[Sample]:
-    # The checkpoint table arrives with the Merkle-tree work; until it exists there is no series
-    # (alert on `guard_audit_chain_length > 0 unless on(tenant) guard_audit_checkpoint_age_seconds`).
-    if not inspect(session.connection()).has_table("audit_checkpoints"):
-        return
-    from guard.db import UTCDateTime
+    from guard.audit.models import AuditCheckpoint as table_model
 
-    # Only the two columns read here are declared, so this works whatever else the table holds.
-    table = Table("audit_checkpoints", MetaData(), Column("tenant_id", String),
-                  Column("created_at", UTCDateTime))
+    table = table_model.__table__
     stmt = select(table.c.tenant_id, func.max(table.c.created_at)).group_by(table.c.tenant_id)
     if tenant is not None:
         stmt = stmt.where(table.c.tenant_id == tenant)

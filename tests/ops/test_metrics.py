@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from guard import create_app, metrics
@@ -22,7 +22,7 @@ from guard.config import Settings
 from guard.context import operator
 from guard.db import transaction
 from guard.runtime import Runtime
-from tests.conftest import START, TenantKeys
+from tests.conftest import TenantKeys
 
 pytestmark = pytest.mark.integration
 
@@ -201,22 +201,21 @@ def test_a_failing_gauge_is_reported_and_the_others_still_read(app: Flask, tenan
     assert value(body, "guard_metrics_gauge_up", gauge="guard_audit_chain_length") == 1
 
 
-def test_checkpoint_age_is_read_only_when_the_table_exists(tmp_path: Path) -> None:
-    class FakeRt:
-        clock = FixedClock(START)
+def test_checkpoint_age(rt: Runtime, clock: FixedClock, tenant: TenantKeys) -> None:
+    from guard.audit import proofs, service
+    from guard.context import operator
+    from guard.db import transaction
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'cp.db'}")
-    with Session(engine) as session:
-        assert list(metrics._checkpoint_age(FakeRt(), session, None)) == []  # type: ignore[arg-type]
-        session.execute(text("CREATE TABLE audit_checkpoints (tenant_id VARCHAR(40), "
-                             "tree_size INTEGER, created_at DATETIME)"))
-        for tenant, ts in (("ten_a", "2026-11-23 14:58:00.000000"), ("ten_a", "2026-11-23 14:50:00.000000"),
-                           ("ten_b", "2026-11-23 13:00:00.000000")):
-            session.execute(text("INSERT INTO audit_checkpoints VALUES (:t, 1, :ts)"), {"t": tenant, "ts": ts})
-        got = dict((labels[0], v) for labels, v in metrics._checkpoint_age(FakeRt(), session, None))  # type: ignore[arg-type]
-        assert got == {"ten_a": 120.0, "ten_b": 7200.0}
-        only = list(metrics._checkpoint_age(FakeRt(), session, "ten_b"))  # type: ignore[arg-type]
-        assert only == [(("ten_b",), 7200.0)]
+    with transaction(rt.sessions) as s:
+        service.append(s, caller=operator(tenant.id), action="test.m", outcome="ok", clock=rt.clock)
+    with transaction(rt.sessions) as s:
+        res = service.verify(s, tenant.id, clock=rt.clock)
+        proofs.create_checkpoint(s, tenant.id, keyring=rt.keyring, clock=rt.clock,
+                                 verified_through=res.verified_through)
+    clock.advance(seconds=120)
+    with transaction(rt.sessions) as s:
+        assert list(metrics._checkpoint_age(rt, s, tenant.id)) == [((tenant.id,), 120.0)]
+        assert all(age >= 0 for _, age in metrics._checkpoint_age(rt, s, None))
 
 
 _WORKER = textwrap.dedent("""
