@@ -121,6 +121,13 @@ class CardSecret:
     last4: str
 
 
+@dataclass(frozen=True)
+class _IntegrityFacts:
+    token: str
+    dek_id: str
+    fp_prefix: str
+
+
 @dataclass
 class TokenizeResult:
     """The stored card and whether this call created it (False: already on file)."""
@@ -365,7 +372,11 @@ class Vault:
             pan = open_sealed(self._dek_material(dek), row.ciphertext,
                               _card_aad(tenant_id, row.token, row.dek_id)).decode()
         except UnwrapFailed:
-            self._record_integrity_failure(caller, row, purpose=purpose, policies=policies)
+            # The caller's transaction is failing anyway; end it first (on SQLite it holds the
+            # write lock the audit transaction needs), then record the refusal on its own.
+            facts = _IntegrityFacts(row.token, row.dek_id, row.fingerprint[:FP_PREFIX])
+            session.rollback()
+            self._record_integrity_failure(caller, facts, purpose=purpose, policies=policies)
             raise CardIntegrityError("this card cannot be decrypted; it was refused and audited",
                                      reasons=["ciphertext_rejected"]) from None
         audit.service.append(session, caller=caller, action="pci.card.detokenize", outcome="ok",
@@ -375,15 +386,15 @@ class Vault:
         return CardSecret(token=row.token, pan=pan, exp_month=row.exp_month, exp_year=row.exp_year,
                           brand=row.brand, last4=row.last4)
 
-    def _record_integrity_failure(self, caller: Caller, row: VaultCard, *, purpose: str,
+    def _record_integrity_failure(self, caller: Caller, facts: _IntegrityFacts, *, purpose: str,
                                   policies: PolicySet | None) -> None:
         with transaction(self.sessions) as s:
             audit.service.append(s, caller=caller, action="pci.card.integrity_failure",
                                  outcome="error", clock=self.clock, reasons=["ciphertext_rejected"],
-                                 policy=policies, details={"token": row.token, "dek_id": row.dek_id,
-                                                           "fp_prefix": row.fingerprint[:FP_PREFIX],
+                                 policy=policies, details={"token": facts.token, "dek_id": facts.dek_id,
+                                                           "fp_prefix": facts.fp_prefix,
                                                            "purpose": purpose})
-        log.error("vault: ciphertext of %s failed authentication (%s)", row.token, purpose)
+        log.error("vault: ciphertext of %s failed authentication (%s)", facts.token, purpose)
 
     # ------------------------------------------------------------------------- rotation
 
@@ -453,6 +464,7 @@ class Vault:
         active_id = self._active_id(tenant_id)
         after = ""
         while True:
+            unreadable: list[_IntegrityFacts] = []
             with transaction(self.sessions) as s:
                 rows = s.execute(select(VaultCard).where(
                     VaultCard.tenant_id == tenant_id, VaultCard.dek_id != active_id,
@@ -471,14 +483,17 @@ class Vault:
                         pan = open_sealed(self._dek_material(old), row.ciphertext,
                                           _card_aad(tenant_id, row.token, row.dek_id))
                     except UnwrapFailed:
-                        report.unreadable += 1
-                        self._record_integrity_failure(caller, row, purpose="rotate_dek",
-                                                       policies=policies)
+                        # Left on its DEK, which then is not retired; audited after this batch.
+                        unreadable.append(_IntegrityFacts(row.token, row.dek_id,
+                                                          row.fingerprint[:FP_PREFIX]))
                         continue
                     row.ciphertext = seal(new_key, pan, _card_aad(tenant_id, row.token, active_id))
                     row.dek_id = active_id
                     report.moved += 1
                 after = rows[-1].token
+            for facts in unreadable:
+                report.unreadable += 1
+                self._record_integrity_failure(caller, facts, purpose="rotate_dek", policies=policies)
             report.batches += 1
             if after_batch is not None:
                 after_batch(report.batches)
