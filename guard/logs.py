@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+
 def mask_pans(text: str) -> str:
     """Mask card numbers (typed or spoken), CVCs, expiry dates and SSNs: the redaction detector."""
     from guard.pci.redact import mask_text

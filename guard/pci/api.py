@@ -92,5 +92,5 @@ def redact(c: RequestContext, body: RedactRequest) -> RedactResponse:
     counts = Counter(f.kind for f in result.findings)
     c.audit("pci.text.redact", "ok", details={"chars": len(body.text), "found": dict(counts)})
     return RedactResponse(text=result.text, findings=[
-        FindingRead(kind=f.kind, start=f.start, end=f.end)  # type: ignore[arg-type]
+        FindingRead(kind=f.kind, start=f.start, end=f.end)
         for f in result.findings])

@@ -145,8 +145,8 @@ def _chains(text: str, items: list[_Item]) -> list[list[_Item]]:
             prev = current[-1]
             gap = text[prev.end:item.start]
             if len(gap) <= _MAX_GAP and gap and (
-                    (_DIGIT_GAP.fullmatch(gap) if not (prev.word or item.word)
-                     else _WORD_GAP.fullmatch(gap))):
+                    _DIGIT_GAP.fullmatch(gap) if not (prev.word or item.word)
+                     else _WORD_GAP.fullmatch(gap)):
                 current.append(item)
                 continue
             chains.append(current)

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.pci.cards import CardRuleError, bin_of, brand_for, luhn_ok, validate_cvc, validate_expiry, validate_pan
+from guard.pci.cards import (
+    CardRuleError,
+    bin_of,
+    brand_for,
+    luhn_ok,
+    validate_cvc,
+    validate_expiry,
+    validate_pan,
+)
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 

@@ -74,5 +74,6 @@ def test_offsets_point_into_the_original_text() -> None:
 
 
 def test_log_filter_uses_the_detector() -> None:
-    assert mask_pans("four two four two four two four two four two four two four two four two") == "[CARD ****4242]"
+    spoken = " ".join(["four two"] * 8)
+    assert mask_pans(spoken) == "[CARD ****4242]"
     assert mask_pans("card 4242-4242-4242-4242") == "card [CARD ****4242]"

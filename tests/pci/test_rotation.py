@@ -6,10 +6,10 @@ import random
 import threading
 
 import pytest
+from conftest import TenantKeys
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from conftest import TenantKeys
 from guard.db import transaction
 from guard.keyring import Keyring
 from guard.pci.keys import LocalKeyProvider
@@ -77,7 +77,8 @@ def test_rotation_under_load(client: FlaskClient, app: object, tenant: TenantKey
         with pytest.raises(Fault):
             op.rotate_dek(tenant_id=tenant.id, policies=policies, batch_size=7, after_batch=die_after_two)
         with transaction(rt.sessions) as s:
-            states = sorted(s.execute(select(VaultDek.state).where(VaultDek.tenant_id == tenant.id)).scalars())
+            states = sorted(s.execute(select(VaultDek.state)
+                                      .where(VaultDek.tenant_id == tenant.id)).scalars())
         assert states == ["active", "retiring"]
         resumed = operator_vault(rt).rotate_dek(tenant_id=tenant.id, policies=policies, batch_size=7)
         assert resumed.resumed and resumed.unreadable == 0
@@ -112,7 +113,8 @@ def test_rotation_commands_are_audited(client: FlaskClient, tenant: TenantKeys, 
     op.rotate_kek(policies=rt.policies.base)
     op.rotate_dek(tenant_id=tenant.id, policies=rt.policies.base)
     with transaction(rt.sessions) as s:
-        tenant_actions = set(s.execute(select(AuditEvent.action).where(AuditEvent.tenant_id == tenant.id)).scalars())
+        tenant_actions = set(s.execute(select(AuditEvent.action)
+                                       .where(AuditEvent.tenant_id == tenant.id)).scalars())
         system_actions = set(s.execute(select(AuditEvent.action).where(
             AuditEvent.tenant_id == SYSTEM_TENANT_ID)).scalars())
     assert {"vault.dek.rotate.start", "vault.dek.rotate"} <= tenant_actions

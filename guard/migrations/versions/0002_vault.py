@@ -11,7 +11,6 @@ from alembic import op
 
 import guard.db
 
-
 revision = '0002_vault'
 down_revision = '0001_foundation'
 branch_labels = None
