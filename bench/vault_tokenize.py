@@ -54,6 +54,7 @@ def client(port: int, path: str, headers: dict[str, str], seed: int, deadline: f
     """Send requests back to back until the deadline; report successes."""
     rng = random.Random(seed)
     ok = 0
+    statuses: dict[int, int] = {}
     while time.time() < deadline:
         pan = luhn_complete("424242" + "".join(str(rng.randrange(10)) for _ in range(9)))
         body = json.dumps({"number": pan, "exp_month": 12, "exp_year": 2030})
@@ -62,9 +63,10 @@ def client(port: int, path: str, headers: dict[str, str], seed: int, deadline: f
         resp = conn.getresponse()
         resp.read()
         conn.close()
+        statuses[resp.status] = statuses.get(resp.status, 0) + 1
         if resp.status in (200, 201):
             ok += 1
-    q.put(ok)
+    q.put((ok, statuses))
 
 
 def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -82,20 +84,35 @@ def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit(f"{app} did not start")
 
 
-def load(port: int, path: str, headers: dict[str, str]) -> float:
-    """Requests per second over SECONDS from CLIENTS processes."""
+def load(port: int, path: str, headers: dict[str, str], seconds: float = SECONDS) -> float:
+    """Requests per second over `seconds` from CLIENTS processes."""
     q: mp.Queue = mp.Queue()
-    deadline = time.time() + SECONDS
+    deadline = time.time() + seconds
     procs = [mp.Process(target=client, args=(port, path, headers, i, deadline, q)) for i in range(CLIENTS)]
     for p in procs:
         p.start()
-    total = sum(q.get() for _ in procs)
+    total = 0
+    statuses: dict[int, int] = {}
+    for _ in procs:
+        ok, st = q.get()
+        total += ok
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
     for p in procs:
         p.join()
-    return total / SECONDS
+    if set(statuses) - {200, 201}:
+        print(f"  {path}: statuses {statuses}")
+    return total / seconds
+
+
+def measure(port: int, path: str, headers: dict[str, str]) -> float:
+    """Warm every worker up (imports, pools, caches), then measure."""
+    load(port, path, headers, seconds=3)
+    return load(port, path, headers)
 
 
 def main() -> None:
+    """Create a database, serve each app under the same gunicorn config, load both."""
     admin = os.environ.get("GUARD_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     name = f"guard_bench_{uuid.uuid4().hex[:8]}"
     eng = create_engine(admin, isolation_level="AUTOCOMMIT")
@@ -124,13 +141,13 @@ def main() -> None:
                     "PYTHONPATH": str(ROOT)})
         proc, port = serve("bench.bare_app:app", env)
         try:
-            base = load(port, "/insert", {})
+            base = measure(port, "/insert", {})
         finally:
             proc.terminate()
             proc.wait()
         proc, port = serve("guard:create_app()", env)
         try:
-            guard = load(port, "/v1/cards", {"Authorization": f"Bearer {token}", "X-Guard-Actor": "bench"})
+            guard = measure(port, "/v1/cards", {"Authorization": f"Bearer {token}", "X-Guard-Actor": "bench"})
         finally:
             proc.terminate()
             proc.wait()

@@ -20,14 +20,13 @@ class VaultDek(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
-    # active: new cards use it (one per tenant); retiring: cards still being moved off it;
-    # retired: no card uses it and its wrapped material is destroyed.
+    # active: new cards use it (one per tenant); retiring: cards still being moved off it.
+    # A DEK no card uses any more is retired by deleting its row (the wrapped key with it).
     state: Mapped[str] = mapped_column(String(16))
     kek_provider: Mapped[str] = mapped_column(String(32))
     kek_version: Mapped[int] = mapped_column(Integer)
     wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class VaultCard(Base):

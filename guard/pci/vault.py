@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -212,7 +214,7 @@ class Vault:
     def _new_dek(self, session: Session, tenant_id: str, version: int, state: str) -> VaultDek:
         dek = VaultDek(id=new_id("dek"), tenant_id=tenant_id, version=version, state=state,
                        kek_provider=self.provider.name, kek_version=0, wrapped=None,
-                       created_at=self.clock.now(), retired_at=None)
+                       created_at=self.clock.now())
         material = os.urandom(32)
         wrapped = self.provider.wrap(material, aad=_dek_aad(dek))
         dek.kek_provider, dek.kek_version, dek.wrapped = wrapped.provider, wrapped.kek_version, wrapped.blob
@@ -223,17 +225,17 @@ class Vault:
         return dek
 
     def _active_dek(self, session: Session, tenant_id: str) -> VaultDek:
-        """The tenant's active DEK, read FOR SHARE so a rotation waits for this transaction."""
-        stmt = (select(VaultDek).where(VaultDek.tenant_id == tenant_id, VaultDek.state == "active")
-                .with_for_update(read=True))
+        """The tenant's active DEK (created on the tenant's first card).
+
+        No row lock here: a card INSERT's foreign-key check holds a KEY SHARE lock on its DEK
+        until commit, and a DEK is retired by deleting its row, which waits for that lock and
+        then fails while any card references the DEK. So no card can end up on a destroyed key.
+        """
+        stmt = select(VaultDek).where(VaultDek.tenant_id == tenant_id, VaultDek.state == "active")
         for _ in range(5):
             dek = session.execute(stmt).scalars().first()
             if dek is not None:
                 return dek
-            has_any = session.execute(select(func.count()).select_from(VaultDek)
-                                      .where(VaultDek.tenant_id == tenant_id)).scalar_one()
-            if has_any:
-                continue  # a rotation committed between snapshots: the next read sees its DEK
             try:
                 with session.begin_nested():
                     return self._new_dek(session, tenant_id, 1, "active")
@@ -259,20 +261,17 @@ class Vault:
         if cvc is not None:
             self._check_cvc_capture(policy, multiprocess)
         fp = fingerprint(self._fp_key(tenant_id), pan)
-        existing = self._by_fingerprint(session, tenant_id, fp, exp_month, exp_year)
-        created = False
-        if existing is None:
-            try:
-                with session.begin_nested():
-                    existing = self._insert(session, tenant_id=tenant_id, pan=pan, brand=brand,
-                                            fp=fp, exp_month=exp_month, exp_year=exp_year,
-                                            customer_ref=customer_ref)
-                created = True
-            except IntegrityError:
-                # The same card was tokenized by a concurrent request: answer with its token.
-                existing = self._by_fingerprint(session, tenant_id, fp, exp_month, exp_year)
-                if existing is None:
-                    raise
+        # Insert first (one round trip for a new card); the unique key (tenant, fingerprint,
+        # expiry) turns a repeat, or a concurrent request for the same card, into a no-op.
+        row = self._insert(session, tenant_id=tenant_id, pan=pan, brand=brand, fp=fp,
+                           exp_month=exp_month, exp_year=exp_year, customer_ref=customer_ref)
+        created = row is not None
+        if row is None:
+            row = self._by_fingerprint(session, tenant_id, fp, exp_month, exp_year)
+            if row is None:  # deleted between the two statements: refuse rather than guess
+                raise Conflict("the card changed while it was being tokenized; retry",
+                               reasons=["concurrent_change"])
+        existing = row
         captured = False
         if cvc is not None:
             self._put_cvc(tenant_id, existing.token, cvc, policy.cvc_ttl_seconds)
@@ -286,18 +285,29 @@ class Vault:
             VaultCard.exp_month == exp_month, VaultCard.exp_year == exp_year)).scalar_one_or_none()
 
     def _insert(self, session: Session, *, tenant_id: str, pan: str, brand: Brand, fp: str,
-                exp_month: int, exp_year: int, customer_ref: str | None) -> VaultCard:
+                exp_month: int, exp_year: int, customer_ref: str | None) -> VaultCard | None:
+        """INSERT ... ON CONFLICT DO NOTHING; the new row, or None if the card was on file."""
         dek = self._active_dek(session, tenant_id)
         token = new_id("tok")
-        row = VaultCard(
+        values = dict(
             token=token, tenant_id=tenant_id, fingerprint=fp, brand=brand.name, last4=pan[-4:],
             bin=bin_of(pan), pan_length=len(pan), exp_month=exp_month, exp_year=exp_year,
             dek_id=dek.id, ciphertext=seal(self._dek_material(dek), pan.encode(),
                                            _card_aad(tenant_id, token, dek.id)),
             customer_ref=customer_ref, created_at=self.clock.now())
-        session.add(row)
-        session.flush()
-        return row
+        ins = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        try:
+            inserted = session.execute(ins(VaultCard).values(**values).on_conflict_do_nothing(
+                index_elements=["tenant_id", "fingerprint", "exp_month", "exp_year"])
+                .returning(VaultCard.token)).scalar_one_or_none()
+        except IntegrityError:
+            # The DEK read a moment ago was retired (deleted) before this INSERT: nothing was
+            # written; the client retries and gets the new DEK.
+            raise ServiceUnavailable("the vault key rotated during this request; retry",
+                                     reasons=["dek_rotated_retry"]) from None
+        if inserted is None:
+            return None
+        return VaultCard(**values)
 
     # ------------------------------------------------------------------------- CVC
 
@@ -407,7 +417,8 @@ class Vault:
             with transaction(self.sessions) as s:
                 deks = s.execute(select(VaultDek).where(
                     VaultDek.id > after, VaultDek.wrapped.is_not(None))
-                    .order_by(VaultDek.id).limit(batch_size).with_for_update()).scalars().all()
+                    .order_by(VaultDek.id).limit(batch_size)
+                    .with_for_update(key_share=True)).scalars().all()
                 if not deks:
                     break
                 for dek in deks:
@@ -449,7 +460,7 @@ class Vault:
         caller = Caller(tenant_id=tenant_id, key_id=None, role="operator", actor=actor)
         with transaction(self.sessions) as s:
             deks = s.execute(select(VaultDek).where(VaultDek.tenant_id == tenant_id)
-                             .order_by(VaultDek.version).with_for_update()).scalars().all()
+                             .order_by(VaultDek.version).with_for_update(key_share=True)).scalars().all()
             if any(d.state == "retiring" for d in deks):
                 report.resumed = True
             else:
@@ -498,18 +509,23 @@ class Vault:
             if after_batch is not None:
                 after_batch(report.batches)
         with transaction(self.sessions) as s:
-            retiring = s.execute(select(VaultDek).where(
-                VaultDek.tenant_id == tenant_id, VaultDek.state == "retiring")
-                .with_for_update()).scalars().all()
-            for dek in retiring:
+            retiring = s.execute(select(VaultDek.id).where(
+                VaultDek.tenant_id == tenant_id, VaultDek.state == "retiring")).scalars().all()
+            for dek_id in retiring:
                 in_use = s.execute(select(func.count()).select_from(VaultCard)
-                                   .where(VaultCard.dek_id == dek.id)).scalar_one()
-                if in_use == 0:
-                    s.execute(update(VaultDek).where(VaultDek.id == dek.id).values(
-                        state="retired", wrapped=None, retired_at=self.clock.now()))
-                    with self._lock:
-                        self._deks.pop(dek.id, None)
-                    report.retired.append(dek.id)
+                                   .where(VaultCard.dek_id == dek_id)).scalar_one()
+                if in_use:
+                    continue  # unreadable cards, or cards written meanwhile: a re-run resumes
+                try:
+                    # Deleting destroys the wrapped key. It waits for any transaction that is
+                    # inserting a card on this DEK and fails if one did (foreign key).
+                    with s.begin_nested():
+                        s.execute(delete(VaultDek).where(VaultDek.id == dek_id))
+                except IntegrityError:
+                    continue
+                with self._lock:
+                    self._deks.pop(dek_id, None)
+                report.retired.append(dek_id)
             audit.service.append(s, caller=caller, action="vault.dek.rotate", outcome="ok",
                                  clock=self.clock, policy=policies, details=report.as_dict())
         return report

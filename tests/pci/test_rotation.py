@@ -49,6 +49,8 @@ def test_rotation_under_load(client: FlaskClient, app: object, tenant: TenantKey
         while not stop.is_set():
             pan = luhn_complete("555555" + "".join(str(lrng.randrange(10)) for _ in range(9)))
             r = tokenize(c, tenant.headers("agent"), pan)
+            if r.status_code == 503 and r.json["reasons"] == ["dek_rotated_retry"]:
+                r = tokenize(c, tenant.headers("agent"), pan)  # what a client does: retry once
             if r.status_code not in (200, 201):
                 errors.append(f"tokenize {r.status_code} {r.json}")
                 continue
@@ -94,11 +96,10 @@ def test_rotation_under_load(client: FlaskClient, app: object, tenant: TenantKey
     with transaction(rt.sessions) as s:
         deks = {d.id: d for d in s.execute(select(VaultDek).where(VaultDek.tenant_id == tenant.id)).scalars()}
         used = set(s.execute(select(VaultCard.dek_id).where(VaultCard.tenant_id == tenant.id)).scalars())
-    active = [d for d in deks.values() if d.state == "active"]
-    assert len(active) == 1
-    # The first DEK is retired (material destroyed) once nothing uses it.
-    assert any(d.state == "retired" and d.wrapped is None for d in deks.values())
-    assert all(deks[u].wrapped is not None for u in used)
+    # One active DEK is left; the first one, which nothing uses any more, is gone (retired).
+    assert [d.state for d in deks.values()] == ["active"]
+    assert resumed.retired and resumed.retired[0] not in deks
+    assert used <= set(deks) and all(deks[u].wrapped is not None for u in used)
     # Old KEK versions no DEK uses are gone from the keyring file.
     kr = Keyring(rt.settings.keyring_file)
     assert [kv.version for kv in kr.versions("vault_kek")][-1] == second.kek_version

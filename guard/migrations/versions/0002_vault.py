@@ -27,7 +27,6 @@ def upgrade() -> None:
     sa.Column('kek_version', sa.Integer(), nullable=False),
     sa.Column('wrapped', sa.LargeBinary(), nullable=True),
     sa.Column('created_at', guard.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('retired_at', guard.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_vault_deks_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_vault_deks')),
     sa.UniqueConstraint('tenant_id', 'version', name=op.f('uq_vault_deks_tenant_id_version'))
