@@ -96,15 +96,15 @@ def main() -> None:
     text, cards = transcript(1024 * 1024)
     mb = len(text.encode()) / 1e6
     scan = re.compile(r"[0-9]+")
-    t0 = time.perf_counter()
-    for _ in range(5):
+    # Best of 7 for both: the figure is the code's speed, not the machine's other load.
+    base = elapsed = float("inf")
+    for _ in range(7):
+        t0 = time.perf_counter()
         sum(1 for _ in scan.finditer(text))
-    base = (time.perf_counter() - t0) / 5
-    t0 = time.perf_counter()
-    runs = 5
-    for _ in range(runs):
+        t1 = time.perf_counter()
         r = redact(text)
-    elapsed = (time.perf_counter() - t0) / runs
+        t2 = time.perf_counter()
+        base, elapsed = min(base, t1 - t0), min(elapsed, t2 - t1)
     pans = sum(1 for f in r.findings if f.kind == "pan")
     left = [c for c in TEST_CARDS if c in r.text.replace(" ", "").replace("-", "")]
     corpus = non_card_corpus(20000)

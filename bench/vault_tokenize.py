@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+# Each tenant has its own audit chain (one head lock per tenant): 1 tenant is the worst case.
+TENANTS = int(os.environ.get("BENCH_TENANTS", "1"))
 
 
 def luhn_complete(body: str) -> str:
@@ -50,7 +52,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def client(port: int, path: str, headers: dict[str, str], seed: int, deadline: float, q: mp.Queue) -> None:
+def client(port: int, path: str, headers: list[dict[str, str]], seed: int, deadline: float,
+           q: mp.Queue) -> None:
     """Send requests back to back until the deadline; report successes."""
     rng = random.Random(seed)
     ok = 0
@@ -59,7 +62,8 @@ def client(port: int, path: str, headers: dict[str, str], seed: int, deadline: f
         pan = luhn_complete("424242" + "".join(str(rng.randrange(10)) for _ in range(9)))
         body = json.dumps({"number": pan, "exp_month": 12, "exp_year": 2030})
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("POST", path, body, {"Content-Type": "application/json", **headers})
+        conn.request("POST", path, body, {"Content-Type": "application/json",
+                                          **headers[seed % len(headers)]})
         resp = conn.getresponse()
         resp.read()
         conn.close()
@@ -84,7 +88,7 @@ def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit(f"{app} did not start")
 
 
-def load(port: int, path: str, headers: dict[str, str], seconds: float = SECONDS) -> float:
+def load(port: int, path: str, headers: list[dict[str, str]], seconds: float = SECONDS) -> float:
     """Requests per second over `seconds` from CLIENTS processes."""
     q: mp.Queue = mp.Queue()
     deadline = time.time() + seconds
@@ -105,7 +109,7 @@ def load(port: int, path: str, headers: dict[str, str], seconds: float = SECONDS
     return total / seconds
 
 
-def measure(port: int, path: str, headers: dict[str, str]) -> float:
+def measure(port: int, path: str, headers: list[dict[str, str]]) -> float:
     """Warm every worker up (imports, pools, caches), then measure."""
     load(port, path, headers, seconds=3)
     return load(port, path, headers)
@@ -129,11 +133,14 @@ def main() -> None:
         upgrade(url)
         instance = tempfile.mkdtemp()
         rt = build_runtime(Settings(instance_dir=Path(instance), database_url=url))
+        keys: list[dict[str, str]] = []
         with transaction(rt.sessions) as s:
-            tenant = create_tenant(s, "bench", clock=rt.clock)
-            _, token = create_key(s, tenant_id=tenant.id, roles=["agent"],
-                                  pepper=rt.keyring.current("api_key_pepper").material,
-                                  clock=rt.clock, environment="test")
+            for i in range(TENANTS):
+                tenant = create_tenant(s, f"bench{i}", clock=rt.clock)
+                _, token = create_key(s, tenant_id=tenant.id, roles=["agent"],
+                                      pepper=rt.keyring.current("api_key_pepper").material,
+                                      clock=rt.clock, environment="test")
+                keys.append({"Authorization": f"Bearer {token}", "X-Guard-Actor": "bench"})
             s.execute(text("CREATE TABLE bench_rows (id varchar(40) primary key, payload text)"))
         rt.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
@@ -141,17 +148,18 @@ def main() -> None:
                     "PYTHONPATH": str(ROOT)})
         proc, port = serve("bench.bare_app:app", env)
         try:
-            base = measure(port, "/insert", {})
+            base = measure(port, "/insert", [{}])
         finally:
             proc.terminate()
             proc.wait()
         proc, port = serve("guard:create_app()", env)
         try:
-            guard = measure(port, "/v1/cards", {"Authorization": f"Bearer {token}", "X-Guard-Actor": "bench"})
+            guard = measure(port, "/v1/cards", keys)
         finally:
             proc.terminate()
             proc.wait()
-        print(f"gunicorn -w {WORKERS}, {CLIENTS} client processes, {SECONDS:.0f} s each, PostgreSQL")
+        print(f"gunicorn -w {WORKERS}, {CLIENTS} client processes, {SECONDS:.0f} s each, PostgreSQL, "
+              f"{TENANTS} tenant(s)")
         print(f"baseline INSERT+COMMIT route: {base:.0f} req/s")
         print(f"POST /v1/cards (tokenize):    {guard:.0f} req/s")
         print(f"ratio tokenize/baseline = {guard / base:.2f} (target >= 0.6)")

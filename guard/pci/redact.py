@@ -88,6 +88,8 @@ _NEAR_KEYWORD = 40
 # A lone digit run matters only as a CVC (3-4), an expiry (4, 6), an SSN (9) or a PAN.
 _LONE_RUN_LENGTHS = frozenset({3, 4, 6, 9, *range(MIN_PAN, MAX_PAN + 1)})
 
+_SEPARATORS = str.maketrans("", "", " \t\r\n,.-")
+
 # Kinds in order of precedence when findings overlap.
 _RANK = {"pan": 0, "ssn": 1, "expiry": 2, "cvc": 3}
 
@@ -210,6 +212,9 @@ def find(text: str) -> list[Finding]:
             if len(body) in _LONE_RUN_LENGTHS:
                 chains.append([_Item(lo, hi, body, False)])
             continue
+        bare = body.translate(_SEPARATORS)
+        if bare.isdigit() and len(bare) < MIN_PAN and len(bare) not in _LONE_RUN_LENGTHS:
+            continue  # digits only (phone, amount) and a length no finding can have
         chains.extend(_chains(low, _items(low, lo, hi)))
     findings: list[Finding] = []
     starts = [c[0].start for c in chains]
@@ -217,9 +222,15 @@ def find(text: str) -> list[Finding]:
         digits = _digits(chain)
         n = len(digits)
         if n >= MIN_PAN:
-            for s, e, pan in _cards_in(chain):
+            cards = _cards_in(chain)
+            for k, (s, e, pan) in enumerate(cards):
                 end = chain[e].end
                 findings.append(Finding("pan", chain[s].start, end, pan[-4:]))
+                # Digits read on in the same breath ("... 4242 737") are its CVC or expiry.
+                rest = chain[e + 1:cards[k + 1][0] if k + 1 < len(cards) else len(chain)]
+                if rest:
+                    findings.extend(_same_breath(low, rest))
+                    continue
                 findings.extend(_next_to_card(low, chains, starts, slashes, i, end))
         if n == 9 and len(chain) == 3 and _SSN.fullmatch(low, chain[0].start, chain[-1].end):
             findings.append(Finding("ssn", chain[0].start, chain[-1].end))
@@ -243,6 +254,23 @@ def find(text: str) -> list[Finding]:
         if kw is not None and kw[0] == "exp" and _EXPIRY.fullmatch(low, lo, hi):
             findings.append(Finding("expiry", lo, hi))
     return _resolve(findings)
+
+
+def _same_breath(low: str, rest: list[_Item]) -> list[Finding]:
+    """Items right after a card in its chain: an expiry (MM YY) first, then a CVC."""
+    out: list[Finding] = []
+    j = 0
+    head = _digits(rest[:2])
+    if len(rest) >= 2 and len(head) in (4, 6) and 1 <= int(head[:2]) <= 12 and len(rest) > 2:
+        out.append(Finding("expiry", rest[0].start, rest[1].end))
+        j = 2
+    tail = rest[j:]
+    n = len(_digits(tail))
+    if n in (3, 4):
+        out.append(Finding("cvc", tail[0].start, tail[-1].end))
+    elif n == 6 and _is_expiry(low, tail):
+        out.append(Finding("expiry", tail[0].start, tail[-1].end))
+    return out
 
 
 def _keyword_before(low: str, pos: int) -> tuple[str, int] | None:

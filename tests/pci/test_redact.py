@@ -35,6 +35,10 @@ def test_cards_are_found(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "kinds"), [
     ("4242 4242 4242 4242 08/27 737", ["pan", "expiry", "cvc"]),
+    ("4242 4242 4242 4242 08 27 737", ["pan", "expiry", "cvc"]),
+    ("4242 4242 4242 4242 1234", ["pan", "cvc"]),
+    ("four two four two four two four two four two four two four two four two seven three seven",
+     ["pan", "cvc"]),
     ("card 4242424242424242 exp 12/27 cvv 123", ["pan", "expiry", "cvc"]),
     ("the security code is one two three", ["cvc"]),
     ("CVV: 1234", ["cvc"]),
