@@ -5,9 +5,9 @@ from __future__ import annotations
 import multiprocessing as mp
 from typing import Any
 
+from conftest import TenantKeys
 from sqlalchemy import func, select
 
-from conftest import TenantKeys
 from guard.config import Settings
 from guard.db import transaction
 from guard.pci.models import VaultCard
