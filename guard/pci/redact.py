@@ -11,6 +11,7 @@ card-shaped number that was not a card is the accepted price.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -56,20 +57,22 @@ _ITEM = re.compile(
 # parse (_ITEM) joins them with what follows.
 _ITEM_ANY = rf"(?>[0-9]++(?!/)|{_ANY_WORD_ALT}\b)"
 _GAP_ANY = r"(?:[ \t\r\n,.\-]|\b(?:uh|um|er|ah|hmm)\b){1,12}"
-# Candidates: chains of 2+ items, digit runs of 3+, slash dates. The lookahead lets the
-# engine reject most positions on one character test.
-# The text is scanned with one leading character prepended: every candidate starts right
-# after a non-alphanumeric character (or a letter, for digits), which the engine finds with a
-# fast character-set scan.
-_CANDIDATE = re.compile(
-    rf"(?:[^a-z0-9](?=[0-9eftsnzod])|[a-z](?=[0-9]))(?P<body>"
-    rf"(?P<slash>[0-9]{{1,2}}/(?:[0-9]{{4}}|[0-9]{{2}})(?![0-9/]))"
-    rf"|{_ITEM_ANY}(?:{_GAP_ANY}{_ITEM_ANY})+|[0-9]{{3,}})")
 # Between two digit runs: spaces, one dash or dot, or one line break (a group split by a wrap).
 _DIGIT_GAP = re.compile(r"[ \t]{1,4}|[ \t]*[-.][ \t]*|[ \t]*\r?\n[ \t]*")
 # Next to a spoken number: spaces, light punctuation, hesitations.
 _WORD_GAP = re.compile(r"(?:[ \t\r\n,.\-]|\b(?:uh|um|er|ah|hmm)\b)+")
 _MAX_GAP = 24
+# Candidates: chains of 2+ items, digit runs of 3+, slash dates. They start right after a
+# non-alphanumeric character (the text is scanned with a space prepended): a pattern that
+# opens with one character set lets the engine skip ahead fast.
+_BODY = (rf"(?P<slash>[0-9]{{1,2}}/(?:[0-9]{{4}}|[0-9]{{2}})(?![0-9/]))"
+         rf"|{_ITEM_ANY}(?:{_GAP_ANY}{_ITEM_ANY})+"
+         # A lone run only in the lengths a finding can have (CVC, expiry, SSN, PAN).
+         rf"|(?:[0-9]{{3,4}}|[0-9]{{6}}|[0-9]{{9}}|[0-9]{{12,19}})(?![0-9])")
+_CANDIDATE = re.compile(rf"[^a-z0-9](?=[0-9eftsnzod])(?P<body>{_BODY})")
+# Digits glued to a letter ("visa4242...") in a second pass that opens with a digit.
+_GLUED = re.compile(r"[0-9](?<=[a-z][0-9])")
+_BODY_AT = re.compile(rf"(?P<body>{_BODY})")
 
 _KEYWORDS = re.compile(
     r"\b(?:(?P<cvc>cvv2?|cvc2?|cid|csc|security\s+code|verification\s+code|card\s+code"
@@ -202,20 +205,36 @@ def find(text: str) -> list[Finding]:
     # One C-speed pass finds the only places that can matter: runs of several number items,
     # digit runs of 3+ and slash dates; isolated words ("one moment") are skipped there.
     padded = " " + low
-    for m in _CANDIDATE.finditer(padded):
+    last_long = -_NEAR_CARD - 1  # end of the last candidate long enough to hold a card
+    found = list(_CANDIDATE.finditer(padded))
+    glued = [g for g in map(_BODY_AT.match, itertools.repeat(padded),
+                            (m.start() for m in _GLUED.finditer(padded))) if g]
+    if glued:
+        found = sorted(found + glued, key=lambda m: m.start("body"))
+    for m in found:
         lo, hi = m.start("body") - 1, m.end("body") - 1
         if m.group("slash") is not None:
             slashes.append((lo, hi))
             continue
         body = m.group("body")
-        if body.isdigit():  # one bare digit run: most candidates; only some lengths can matter
-            if len(body) in _LONE_RUN_LENGTHS:
-                chains.append([_Item(lo, hi, body, False)])
-            continue
         bare = body.translate(_SEPARATORS)
-        if bare.isdigit() and len(bare) < MIN_PAN and len(bare) not in _LONE_RUN_LENGTHS:
-            continue  # digits only (phone, amount) and a length no finding can have
-        chains.extend(_chains(low, _items(low, lo, hi)))
+        if bare.isdigit():
+            n = len(bare)
+            if n >= MIN_PAN:
+                last_long = hi
+            elif n not in _LONE_RUN_LENGTHS or (
+                    # A short number (an amount, a phone, a lone 123) matters only as a CVC,
+                    # expiry or SSN: after a keyword, near a card, or shaped like an SSN.
+                    lo - last_long > _NEAR_CARD and not (n == 9 and body != bare)
+                    and _keyword_before(low, lo) is None):
+                continue
+            if body == bare:  # one bare digit run
+                chains.append([_Item(lo, hi, body, False)])
+                continue
+        new = _chains(low, _items(low, lo, hi))
+        if any(len(_digits(c)) >= MIN_PAN for c in new):
+            last_long = hi
+        chains.extend(new)
     findings: list[Finding] = []
     starts = [c[0].start for c in chains]
     for i, chain in enumerate(chains):

@@ -37,6 +37,8 @@ def test_cards_are_found(text: str) -> None:
     ("4242 4242 4242 4242 08/27 737", ["pan", "expiry", "cvc"]),
     ("4242 4242 4242 4242 08 27 737", ["pan", "expiry", "cvc"]),
     ("4242 4242 4242 4242 1234", ["pan", "cvc"]),
+    ("four two four two four two four two four two four two four two four two, and 737", ["pan", "cvc"]),
+    ("5555 5555 5555 4444, that's it, the back says 123", ["pan", "cvc"]),
     ("four two four two four two four two four two four two four two four two seven three seven",
      ["pan", "cvc"]),
     ("card 4242424242424242 exp 12/27 cvv 123", ["pan", "expiry", "cvc"]),
