@@ -71,7 +71,7 @@ _BODY = (rf"(?P<slash>[0-9]{{1,2}}/(?:[0-9]{{4}}|[0-9]{{2}})(?![0-9/]))"
          rf"|(?:[0-9]{{3,4}}|[0-9]{{6}}|[0-9]{{9}}|[0-9]{{12,19}})(?![0-9])")
 _CANDIDATE = re.compile(rf"[^a-z0-9](?=[0-9eftsnzod])(?P<body>{_BODY})")
 # Digits glued to a letter ("visa4242...") in a second pass that opens with a digit.
-_GLUED = re.compile(r"[0-9](?<=[a-z][0-9])")
+_GLUED = re.compile(r"[0-9](?<=[a-z][0-9])(?=[0-9]{2})")
 _BODY_AT = re.compile(rf"(?P<body>{_BODY})")
 
 _KEYWORDS = re.compile(
@@ -80,6 +80,8 @@ _KEYWORDS = re.compile(
     r"|(?P<exp>exp(?:iry|iration|ires|ire|ired|\.)?(?:\s+date)?|valid\s+(?:thru|through|until)"
     r"|good\s+(?:thru|through))"
     r"|(?P<ssn>ssn|social\s+security(?:\s+number)?|social))\b")
+# Every keyword above contains one of these (a fast pre-check before the regex).
+_KEYWORD_HINTS = ("cv", "cid", "csc", "code", "exp", "valid", "good", "ssn", "social")
 _EXPIRY = re.compile(r"(?<![0-9])(?:0?[1-9]|1[0-2])[ \t]*[/\-.][ \t]*(?:20[0-9]{2}|[0-9]{2})(?![0-9])")
 _MONTH_EXPIRY = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,?[ \t]+(?:of[ \t]+)?"
@@ -294,8 +296,12 @@ def _same_breath(low: str, rest: list[_Item]) -> list[Finding]:
 
 def _keyword_before(low: str, pos: int) -> tuple[str, int] | None:
     """The kind of the last keyword ending shortly before `pos` (cvc, exp or ssn), if any."""
+    lo = max(0, pos - _NEAR_KEYWORD)
+    window = low[lo:pos]
+    if not any(hint in window for hint in _KEYWORD_HINTS):
+        return None  # cheap substring test first: most numbers have no keyword before them
     last = None
-    for m in _KEYWORDS.finditer(low, max(0, pos - _NEAR_KEYWORD), pos):
+    for m in _KEYWORDS.finditer(low, lo, pos):
         last = m
     if last is None or last.lastgroup is None:
         return None
