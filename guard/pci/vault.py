@@ -356,7 +356,10 @@ class Vault:
         view = _view(row)
         session.execute(delete(VaultCard).where(VaultCard.token == row.token))
         session.flush()
-        self.cvc.take(f"{tenant_id}:{token}")  # a CVC waiting for this card goes with it
+        try:
+            self.cvc.take(f"{tenant_id}:{token}")  # a CVC waiting for this card goes with it
+        except cvc_store.CvcStoreUnavailable:
+            log.warning("vault: CVC store unreachable while deleting %s; its CVC expires by TTL", token)
         return view
 
     # ------------------------------------------------------------------------- detokenize
