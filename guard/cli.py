@@ -463,3 +463,14 @@ def main() -> None:
     except GuardError as exc:
         click.echo(f"guard: {exc.code}: {exc.detail}", err=True)
         sys.exit(1)
+
+
+# ----------------------------------------------------------------------------- vault
+
+def _register_domain_commands() -> None:
+    from guard.pci.cli import vault_group
+
+    cli.add_command(vault_group)
+
+
+_register_domain_commands()

@@ -7,10 +7,13 @@ uses it for the API-key hash pepper and the subject-pseudonym index key.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +44,8 @@ class Keyring:
     def current(self, purpose: str) -> KeyVersion:
         """The newest version of the secret for `purpose` (created if missing)."""
         if purpose not in self._keys:
+            self._reload()  # another process may have created it since this one loaded
+        if purpose not in self._keys:
             self.rotate(purpose)
         return self._keys[purpose][-1]
 
@@ -57,11 +62,44 @@ class Keyring:
 
     def rotate(self, purpose: str) -> KeyVersion:
         """Add a new random 256-bit version of `purpose` and persist the keyring."""
-        versions = self._keys.setdefault(purpose, [])
-        kv = KeyVersion(purpose, (versions[-1].version + 1) if versions else 1, secrets.token_bytes(32))
-        versions.append(kv)
-        self._save()
+        with self._file_lock():
+            # Another process may have added versions since this one loaded the file: never
+            # write back a stale copy (that would destroy their keys).
+            self._reload()
+            versions = self._keys.setdefault(purpose, [])
+            kv = KeyVersion(purpose, (versions[-1].version + 1) if versions else 1,
+                            secrets.token_bytes(32))
+            versions.append(kv)
+            self._save()
         return kv
+
+    def retire(self, purpose: str, version: int) -> None:
+        """Remove a version nothing uses any more (never the newest) and persist the keyring."""
+        with self._file_lock():
+            self._reload()
+            versions = self._keys.get(purpose, [])
+            if versions and versions[-1].version == version:
+                raise ValueError(f"the newest version of {purpose!r} cannot be retired")
+            self._keys[purpose] = [kv for kv in versions if kv.version != version]
+            self._save()
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _reload(self) -> None:
+        if self.path.exists():
+            raw = json.loads(self.path.read_text())
+            self._keys = {
+                purpose: [KeyVersion(purpose, int(v["version"]), base64.b64decode(v["material"]))
+                          for v in versions]
+                for purpose, versions in raw["keys"].items()
+            }
 
     def _load_or_create(self) -> None:
         if not self.path.exists():

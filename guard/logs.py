@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_CANDIDATE = re.compile(r"(?<![\d])(?:\d[ -]?){11,18}\d(?![\d])")
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
 
 def mask_pans(text: str) -> str:
-    """Replace every Luhn-valid run of 12-19 digits (spaces/dashes allowed) with a mask."""
+    """Mask card numbers (typed or spoken), CVCs, expiry dates and SSNs: the redaction detector."""
+    from guard.pci.redact import mask_text
 
-    def repl(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group())
-        if 12 <= len(digits) <= 19 and _luhn_ok(digits):
-            return "[PAN REDACTED]"
-        return m.group()
-
-    return _CANDIDATE.sub(repl, text)
+    return mask_text(text)
 
 
 class PanMaskingFilter(logging.Filter):

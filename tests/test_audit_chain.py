@@ -361,7 +361,7 @@ def test_details_never_hold_secrets(rt: Runtime, tenant: TenantKeys) -> None:
                             clock=rt.clock, details={"cvc": "123", "otp": "654321", "phone": "4155550100",
                                                      "note": "card 4242 4242 4242 4242 ok",
                                                      "nested": {"answer": "fluffy", "n": 1.5}})
-    assert ev.details == {"note": "card [redacted] ok", "nested": {"n": "1.5"}}
+    assert ev.details == {"note": "card [CARD ****4242] ok", "nested": {"n": "1.5"}}
 
 
 def test_keyring_file_is_never_inside_the_repo(rt: Runtime) -> None:

@@ -43,6 +43,7 @@ class Env:
 
     rt: Runtime
     tenant: TenantKeys
+    cards: int = 0
 
     def fresh_key_id(self) -> str:
         with transaction(self.rt.sessions) as s:
@@ -59,6 +60,19 @@ class Env:
             ev = append(s, caller=operator(self.tenant.id), action="test.event", outcome="ok",
                         clock=self.rt.clock)
         return ev.id
+
+    def fresh_token(self) -> str:
+        """A new card token of the tenant (same test card, a new expiry each time)."""
+        from guard.pci.vault import vault_for
+
+        self.cards += 1
+        month, year = self.cards % 12 + 1, 2028 + self.cards // 12
+        with transaction(self.rt.sessions) as s:
+            result = vault_for(self.rt).tokenize(
+                s, tenant_id=self.tenant.id, number="4242424242424242", exp_month=month,
+                exp_year=year, cvc=None, customer_ref=None,
+                policy=self.rt.policies_for(s, self.tenant.id).get("vault"))  # type: ignore[arg-type]
+        return result.card.token
 
     def checkpointed(self) -> int:
         """Give the tenant a few events and a signed checkpoint; returns the tree size."""
@@ -104,6 +118,11 @@ EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
     ("GET", "/v1/audit/witnesses"): lambda e: Req("/v1/audit/witnesses"),
     ("PUT", "/v1/audit/witnesses"):
         lambda e: Req("/v1/audit/witnesses", json={"urls": ["https://witness.example/cp"]}),
+    ("POST", "/v1/cards"):
+        lambda e: Req("/v1/cards", json={"number": "4242424242424242", "exp_month": 12, "exp_year": 2030}),
+    ("GET", "/v1/cards/<token>"): lambda e: Req(f"/v1/cards/{e.fresh_token()}", owned=True),
+    ("DELETE", "/v1/cards/<token>"): lambda e: Req(f"/v1/cards/{e.fresh_token()}", owned=True),
+    ("POST", "/v1/redact"): lambda e: Req("/v1/redact", json={"text": "card 4242 4242 4242 4242"}),
     ("GET", "/v1/policies/<version>"):
         lambda e: Req(f"/v1/policies/{e.rt.policies.base.version}"),
 }

@@ -128,7 +128,10 @@ def scrub_details(details: dict[str, Any]) -> dict[str, Any]:
 
 def _scrub_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _DIGIT_RUN.sub("[redacted]", value)
+        from guard.pci.redact import mask_text
+
+        # The redaction detector (typed or spoken PANs, CVCs, SSNs), then any long digit run.
+        return _DIGIT_RUN.sub("[redacted]", mask_text(value))
     if isinstance(value, dict):
         return scrub_details(value)
     if isinstance(value, list | tuple):
