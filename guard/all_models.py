@@ -4,4 +4,5 @@ from __future__ import annotations
 
 import guard.audit.models
 import guard.auth.models
+import guard.auth.verify_models
 import guard.models  # noqa: F401
