@@ -10,6 +10,7 @@ enumerated. Never imports flask (except `require_level`'s request fallback, lazi
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -328,7 +329,7 @@ def methods_available(policy: IdentityPolicy) -> list[str]:
 def _retry_after(oldest: datetime | None, window: timedelta, now: datetime) -> int:
     if oldest is None:
         return int(window.total_seconds())
-    return max(1, int((oldest + window - now).total_seconds()) + 1)
+    return max(1, math.ceil((oldest + window - now).total_seconds()))
 
 
 def _check_customer(ix: IdentityContext, customer_ref: str) -> None:
@@ -341,7 +342,7 @@ def _check_customer(ix: IdentityContext, customer_ref: str) -> None:
     if state.blocked_until is not None and state.blocked_until > now:
         raise RateLimited("verifications for this customer are paused after repeated failures",
                           code="customer_cooldown",
-                          retry_after=max(1, int((state.blocked_until - now).total_seconds()) + 1))
+                          retry_after=max(1, math.ceil((state.blocked_until - now).total_seconds())))
 
 
 def _check_key_velocity(ix: IdentityContext, customer_ref: str) -> None:
