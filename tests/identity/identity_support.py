@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,50 @@ class Api:
 def api(client: FlaskClient, tenant: Any, ident: IdentityRuntime, clock: FixedClock) -> Api:
     """An API driver for the test tenant."""
     return Api(client, tenant, ident, clock)
+
+
+class FileClock:
+    """A clock every process reads from one file: the test moves time for all of them at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def now(self) -> datetime:
+        return datetime.fromisoformat(self.path.read_text().strip())
+
+    def set(self, when: datetime) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(when.isoformat())
+        os.replace(tmp, self.path)
+
+
+def worker_process(conn: Any, cfg: dict[str, Any]) -> None:
+    """A second (or third) Guard process serving requests the parent test sends it."""
+    from guard import create_app
+    from guard.config import Settings
+
+    app = create_app(Settings(**cfg["settings"]), clock=FileClock(Path(cfg["clock"])))
+    rt = app.extensions["guard"]
+    ir = identity_runtime(rt)
+    ir.hasher = ScryptHasher(log2_n=4, r=8, p=1)
+    use_store(rt, ir, cfg["store"])
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {cfg['token']}", "X-Guard-Actor": f"proc-{os.getpid()}"}
+    try:
+        while True:
+            cmd = conn.recv()
+            if cmd is None:
+                break
+            op, ref, interaction = cmd
+            r = client.post("/v1/verifications", headers=headers, json={
+                "customer_ref": ref, "interaction_id": interaction, "channel": "voice"})
+            out: dict[str, Any] = {"start": r.status_code, "retry_after": r.headers.get("Retry-After"),
+                                   "pid": os.getpid()}
+            if op == "fail" and r.status_code == 201:
+                vid = r.get_json()["id"]
+                k = client.post(f"/v1/verifications/{vid}/kba", headers=headers, json={
+                    "answers": [{"question_id": "first_pet", "answer": "wrong answer"}]})
+                out["passed"] = k.get_json()["passed"]
+            conn.send(out)
+    finally:
+        rt.close()
