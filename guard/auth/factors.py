@@ -43,6 +43,10 @@ class ScryptHasher:
     p: int = 3
     _dummy: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # Made now, not on first use: the first unknown customer must not cost an extra hash.
+        self._dummy["h"] = self.hash(secrets.token_hex(16))
+
     def hash(self, answer: str) -> str:
         """scrypt$log2n$r$p$salt$digest (base64), over the normalized answer."""
         salt = secrets.token_bytes(16)
@@ -63,8 +67,6 @@ class ScryptHasher:
 
     def dummy_hash(self) -> str:
         """A hash of a random answer at the current cost (what unknown customers are checked against)."""
-        if "h" not in self._dummy:
-            self._dummy["h"] = self.hash(secrets.token_hex(16))
         return self._dummy["h"]
 
     @staticmethod

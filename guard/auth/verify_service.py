@@ -69,15 +69,15 @@ class IdentityRuntime:
     limits: Callable[[Session], LimitStore]
     outbox: LocalOutbox | None
     store: Literal["database", "redis"]
-    # Tests inject a deterministic code source; production uses the OS CSPRNG.
+    # Tests may inject a code source; production uses the OS CSPRNG.
     new_code: Callable[[int], str] = fx.new_code
-    # Extra observers of the work done per check (tests assert equal work for unknown customers).
-    hash_checks: list[str] = field(default_factory=list)
-    record_checks: bool = False
 
 
-def identity_runtime(rt: Runtime) -> IdentityRuntime:
+def identity_runtime(rt: Runtime, *, hasher: fx.ScryptHasher | None = None) -> IdentityRuntime:
     """The runtime's IdentityRuntime, built on first use from its settings.
+
+    `hasher` sets the scrypt cost when it is built (tests pass a cheap one; the default is the
+    strong production cost).
 
     Counters go to Redis when GUARD_REDIS_URL is set, else to the database: either way every
     worker and host shares them. The local outbox exists only with the embedded SQLite database
@@ -86,14 +86,13 @@ def identity_runtime(rt: Runtime) -> IdentityRuntime:
     ir = rt.extras.get("identity")
     if isinstance(ir, IdentityRuntime):
         return ir
+    hasher = hasher or fx.ScryptHasher()
     if rt.settings.redis_url:
         client = redis.Redis.from_url(rt.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         shared = RedisLimitStore(client, rt.settings.redis_prefix)
-        ir = IdentityRuntime(hasher=fx.ScryptHasher(), limits=lambda _s: shared, outbox=None,
-                             store="redis")
+        ir = IdentityRuntime(hasher=hasher, limits=lambda _s: shared, outbox=None, store="redis")
     else:
-        ir = IdentityRuntime(hasher=fx.ScryptHasher(), limits=DbLimitStore, outbox=None,
-                             store="database")
+        ir = IdentityRuntime(hasher=hasher, limits=DbLimitStore, outbox=None, store="database")
     if rt.settings.database_url.startswith("sqlite"):
         ir.outbox = LocalOutbox(rt.settings.instance_dir / "outbox.jsonl")
     rt.extras["identity"] = ir
@@ -515,8 +514,6 @@ def check_kba(ix: IdentityContext, verification_id: str, answers: Sequence[Knowl
     used: list[IdentityFactor] = []
     for a in answers:
         f = stored.get(a.question_id)
-        if ix.ir.record_checks:
-            ix.ir.hash_checks.append("kba")
         # Exactly one scrypt check per answer, known question or not (no short-circuit).
         good = ix.ir.hasher.verify(a.answer, f.answer_hash if f else None)
         ok = ok and good and f is not None

@@ -39,8 +39,7 @@ def store_params() -> list[str]:
 @pytest.fixture
 def ident(rt: Runtime, tmp_path: Path) -> IdentityRuntime:
     """The app's identity runtime with a test-cheap scrypt cost and a per-test outbox."""
-    ir = identity_runtime(rt)
-    ir.hasher = ScryptHasher(log2_n=4, r=8, p=1)
+    ir = identity_runtime(rt, hasher=ScryptHasher(log2_n=4, r=8, p=1))
     ir.outbox = LocalOutbox(tmp_path / "outbox.jsonl")
     return ir
 
@@ -146,8 +145,7 @@ def worker_process(conn: Any, cfg: dict[str, Any]) -> None:
 
     app = create_app(Settings(**cfg["settings"]), clock=FileClock(Path(cfg["clock"])))
     rt = app.extensions["guard"]
-    ir = identity_runtime(rt)
-    ir.hasher = ScryptHasher(log2_n=4, r=8, p=1)
+    ir = identity_runtime(rt, hasher=ScryptHasher(log2_n=4, r=8, p=1))
     use_store(rt, ir, cfg["store"])
     client = app.test_client()
     headers = {"Authorization": f"Bearer {cfg['token']}", "X-Guard-Actor": f"proc-{os.getpid()}"}

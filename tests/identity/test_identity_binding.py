@@ -12,6 +12,7 @@ from identity_support import Api
 from sqlalchemy import select
 
 from guard.audit.models import AuditEvent
+from guard.auth.factors import ScryptHasher
 from guard.auth.verify_service import IdentityContext, LevelCheck, identity_runtime, require_level
 from guard.context import Caller
 from guard.db import transaction
@@ -28,7 +29,7 @@ def service(rt: Runtime, tenant_id: str) -> Iterator[IdentityContext]:
     """A service context outside any request (as a CLI command or job would build it)."""
     with transaction(rt.sessions) as session:
         yield IdentityContext(session=session, clock=rt.clock, policies=rt.policies_for(session, tenant_id),
-                              keyring=rt.keyring, ir=identity_runtime(rt),
+                              keyring=rt.keyring, ir=identity_runtime(rt, hasher=ScryptHasher(log2_n=4)),
                               caller=Caller(tenant_id=tenant_id, key_id=None, role="operator", actor="test"))
 
 

@@ -129,7 +129,7 @@ def gateway() -> Iterator[tuple[str, type[_Gateway]]]:
     """A local SMS/email gateway on an ephemeral port."""
     handler = type("Gateway", (_Gateway,), {"received": [], "status": 202})
     server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/sms", handler
     server.shutdown()
