@@ -286,7 +286,7 @@ def factors_view(ix: IdentityContext, customer_ref: str) -> FactorsView:
     rows = _factors(ix, customer_ref)
     return FactorsView(
         customer_ref=customer_ref,
-        knowledge_questions=[f.question_id for f in rows if f.kind == "kba" and f.question_id],
+        knowledge_questions=sorted(f.question_id for f in rows if f.kind == "kba" and f.question_id),
         phone=next((f.masked for f in rows if f.kind == "phone"), None),
         email=next((f.masked for f in rows if f.kind == "email"), None),
         totp=any(f.kind == "totp" for f in rows),

@@ -1,4 +1,4 @@
-"""Abuse limits on both counter stores: per-customer cool-down, 100 consecutive, key velocity, two processes."""
+"""Abuse limits on both counter stores: customer cool-down, 100 consecutive, key velocity, 2 processes."""
 
 from __future__ import annotations
 
