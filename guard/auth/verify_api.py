@@ -137,9 +137,8 @@ def change_factor(c: RequestContext, customer_ref: str, body: FactorChange) -> F
                                  interaction_id=body.interaction_id, kind=body.kind,
                                  new_value=body.new_value)
     c.commit()
-    notified = False
-    if changed.notice is not None:
-        notified = _deliver(c, *changed.notice, action="identity.factors.change_notice", customer_ref=ref)
+    # The change stands once committed; a failed notice is audited and reported, not hidden.
+    notified = _deliver(c, *changed.notice, action="identity.factors.change_notice", customer_ref=ref)
     return FactorChanged(factors=_factors_read(changed.view), kind=changed.kind,
                          old_contact_notified=notified)
 

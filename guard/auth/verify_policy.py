@@ -135,19 +135,33 @@ class IdentityPolicy(PolicyModel):
     totp: TotpRules
     limits: LimitRules
 
+    # Floors a tenant override can raise but never lower (the design: payments, refunds,
+    # contact changes and privacy requests need a possession factor plus one more).
+    MIN_ACTION_LEVELS: ClassVar[dict[str, int]] = {
+        "disclose_account": 1, "charge": 2, "refund": 2, "change_contact": 2, "privacy_request": 2}
+
     @model_validator(mode="after")
     def _consistent(self) -> IdentityPolicy:
         for rule in self.levels:
             # Caller ID alone never exceeds level 1: it can be spoofed or talked into.
             if rule.requires == {"caller_id"} and not rule.plus_one_of and rule.level > 1:
                 raise ValueError("a rule on caller_id alone may not exceed level 1")
+            # Level 2 and above always means a possession factor plus one other factor.
+            if rule.level >= 2 and ("possession" not in rule.requires or not
+                                    ((rule.requires | rule.plus_one_of) - {"possession"})):
+                raise ValueError(f"a level {rule.level} rule needs possession plus another factor")
+        for name, floor in self.MIN_ACTION_LEVELS.items():
+            if name in self.actions and self.actions[name].level < floor:
+                raise ValueError(f"actions.{name}: level may not be below {floor}")
+        if "change_contact" in self.actions and self.actions["change_contact"].fresh_minutes is None:
+            raise ValueError("actions.change_contact: fresh_minutes is required")
         top = max(r.level for r in self.levels)
         for name, action in self.actions.items():
             if action.level > top:
                 raise ValueError(f"actions.{name}: level {action.level} is unreachable")
             if action.level == 0 and name not in self.no_verification_by_law:
                 raise ValueError(f"actions.{name}: only actions in no_verification_by_law may need level 0")
-        for required in ("disclose_account", "charge", "refund", "change_contact", "privacy_request"):
+        for required in self.MIN_ACTION_LEVELS:
             if required not in self.actions:
                 raise ValueError(f"actions.{required} is missing")
         return self

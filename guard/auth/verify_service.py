@@ -322,7 +322,8 @@ def status_of(v: Verification, policy: IdentityPolicy, now: datetime) -> str:
 
 def methods_available(policy: IdentityPolicy) -> list[str]:
     """Methods an agent may try: the same list for every customer, enrolled or not (no enumeration)."""
-    return [m for m in METHODS if m != "caller_id" and m in type(policy.method_factors).model_fields]
+    # Caller ID is evidence the telephony integration brings at start, not a method to try.
+    return [m for m in METHODS if m != "caller_id"]
 
 
 def _retry_after(oldest: datetime | None, window: timedelta, now: datetime) -> int:
@@ -748,7 +749,7 @@ class ContactChanged:
 
     view: FactorsView
     kind: str
-    notice: tuple[Notifier, Message] | None = field(default=None, repr=False)
+    notice: tuple[Notifier, Message] = field(repr=False)
 
 
 def change_contact(ix: IdentityContext, customer_ref: str, *, verification_id: str, interaction_id: str,
@@ -783,20 +784,15 @@ def change_contact(ix: IdentityContext, customer_ref: str, *, verification_id: s
         cust.updated_at = ix.now()
     ix.session.flush()
     channel: Channel = "sms" if kind == "phone" else "email"
-    notice = None
-    try:
-        notifier = _gateway(ix)
-    except DeliveryUnavailable:
-        notifier = None
-    if notifier is not None:
-        notice = (notifier, Message(
-            tenant_id=ix.tenant_id, channel=channel, destination=old_destination,
-            purpose="contact_changed", message_id=new_id("msg"),
-            body=f"The {'phone number' if kind == 'phone' else 'email address'} on your account "
-                 "was changed. If this was not you, contact us now."))
+    notifier = _gateway(ix)  # no way to warn the old contact: refuse the change (fail closed)
+    notice = (notifier, Message(
+        tenant_id=ix.tenant_id, channel=channel, destination=old_destination,
+        purpose="contact_changed", message_id=new_id("msg"),
+        body=f"The {'phone number' if kind == 'phone' else 'email address'} on your account "
+             "was changed. If this was not you, contact us now."))
     ix.audit("identity.factors.change", "ok", customer_ref=customer_ref, reasons=["contact_changed"],
              details={"kind": kind, "verification_id": verification_id, "level": check.level,
-                      "methods": list(check.methods), "old_contact_notice": notice is not None})
+                      "methods": list(check.methods)})
     return ContactChanged(factors_view(ix, customer_ref), kind, notice)
 
 

@@ -120,24 +120,40 @@ def test_shipped_policy_levels() -> None:
     assert p.level_for(["otp_sms", "kba"]) == 2
 
 
+_ACTIONS = {"disclose_account": {"level": 1}, "charge": {"level": 2}, "refund": {"level": 2},
+            "change_contact": {"level": 2, "fresh_minutes": 5}, "privacy_request": {"level": 2},
+            "ccpa_opt_out": {"level": 0}}
+
+
 @pytest.mark.parametrize(("patch", "message"), [
     ({"levels": [{"level": 2, "requires": ["caller_id"]}]}, "caller_id alone"),
+    ({"levels": [{"level": 2, "requires": ["knowledge"], "plus_one_of": ["email_code"]}]},
+     "needs possession plus another factor"),
+    ({"levels": [{"level": 2, "requires": ["possession"], "plus_one_of": ["possession"]}]},
+     "needs possession plus another factor"),
     ({"method_factors": {"kba": "possession", "caller_id": "caller_id", "otp_sms": "possession",
                          "totp": "possession", "otp_email": "email_code"}}, "kba"),
     ({"caller_id": {"attestations": ["A", "B"]}}, "only attestation A"),
-    ({"no_verification_by_law": ["ccpa_opt_out", "charge"],
-      "actions": {"disclose_account": {"level": 1}, "charge": {"level": 0}, "refund": {"level": 2},
-                  "change_contact": {"level": 2}, "privacy_request": {"level": 2}}}, ""),
+    ({"actions": {**_ACTIONS, "charge": {"level": 1}}}, "charge: level may not be below 2"),
+    ({"actions": {**_ACTIONS, "change_contact": {"level": 2}}}, "fresh_minutes is required"),
+    ({"actions": {**_ACTIONS, "balance": {"level": 0}}}, "only actions in no_verification_by_law"),
+    ({"limits": {"max_consecutive_failures": 101}}, "max_consecutive_failures"),
 ])
 def test_policy_refuses_unsafe_rules(patch: dict[str, Any], message: str) -> None:
     from pydantic import ValidationError
 
-    raw = _policy(**patch)
-    if not message:
-        # Level 0 only for actions the law exempts: "charge" listed as exempt is still data,
-        # so this passes validation, but without the exemption it must fail.
-        IdentityPolicy.model_validate(raw)
-        raw["no_verification_by_law"] = ["ccpa_opt_out"]
-        message = "only actions in no_verification_by_law"
+    raw = _policy()
+    for key, value in patch.items():
+        raw[key] = {**raw[key], **value} if key == "limits" else value
     with pytest.raises(ValidationError, match=message):
         IdentityPolicy.model_validate(raw)
+
+
+def test_tenant_may_tighten_but_not_weaken(api: Api) -> None:
+    h = api.tenant.headers("admin")
+    r = api.client.put("/v1/policies/overrides", headers=h,
+                       json={"overrides": {"identity": {"actions": {"disclose_account": {"level": 2}}}}})
+    assert r.status_code == 200
+    r = api.client.put("/v1/policies/overrides", headers=h,
+                       json={"overrides": {"identity": {"actions": {"refund": {"level": 1}}}}})
+    assert r.status_code == 422 and r.get_json()["errors"][0]["loc"][:2] == ["body", "identity"]
