@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 JobFn = Callable[[Runtime], dict[str, Any]]
 
 # Modules that register jobs; domain packages add theirs.
-JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures"]
+JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures", "guard.auth.verify_jobs"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from identity_support import Api, FileClock, worker_process
+from sqlalchemy import select
 
+from guard.audit.models import AuditEvent
 from guard.config import Settings
 from guard.runtime import Runtime
 
@@ -28,7 +30,7 @@ def fail_once(api: Api, ref: str, interaction: str) -> Any:
 
 
 @pytest.mark.parametrize("ref", ["known", "never-enrolled"])
-def test_customer_cooldown_grows(api: Api, store: str, clock: Any, ref: str) -> None:
+def test_customer_cooldown_grows(api: Api, rt: Runtime, store: str, clock: Any, ref: str) -> None:
     api.enroll("known")
     for i in range(10):
         assert fail_once(api, ref, f"call-{i}").status_code == 201
@@ -46,6 +48,12 @@ def test_customer_cooldown_grows(api: Api, store: str, clock: Any, ref: str) -> 
     assert status["cooldown_until"] is not None and status["locked"] is False
     assert api.client.get(f"/v1/customers/{ref}/verification-status",
                           headers=api.tenant.headers("agent")).status_code == 403
+    # Each refusal is audited with its reason, in the tenant's chain.
+    with rt.sessions() as session:
+        reasons = session.execute(select(AuditEvent.reasons).where(
+            AuditEvent.tenant_id == api.tenant.id, AuditEvent.action == "identity.verification.start",
+            AuditEvent.outcome == "deny")).scalars().all()
+    assert reasons == [["customer_cooldown"], ["customer_cooldown"]]
 
 
 def test_failed_verifications_leave_the_window(api: Api, store: str, clock: Any) -> None:
@@ -175,3 +183,25 @@ def test_cooldown_shared_across_two_processes(api: Api, procs: tuple[list[Any], 
     assert call(0, "fail", "call-z")["start"] == 201  # the 11th failed verification ...
     out = call(1, "start", "call-w")  # ... doubles the pause, seen by the other process
     assert out["start"] == 429 and out["retry_after"] == str(30 * 60)
+
+
+def test_prune_job_keeps_what_limits_still_need(api: Api, rt: Runtime, clock: Any) -> None:
+    from identity_support import use_store
+
+    from guard.auth.verify_models import LimitEvent, LimitState
+    from guard.jobs import run_job
+
+    use_store(rt, api.ir, "database")
+    api.enroll("known")
+    vid = api.started("known")
+    api.kba(vid, {"first_pet": "wrong"})
+    api.started("other")
+    clock.advance(hours=73)
+    vid = api.started("known", "call-2")  # a fresh member and a live consecutive count remain
+    result = run_job(rt, "identity.limits.prune", force=True)
+    assert result == {"events": 1, "states": 2}  # the stale failed-verification member; two lock rows
+    with rt.sessions() as s:
+        assert s.query(LimitEvent).count() == 1
+        consecutive = s.execute(select(LimitState.consecutive).where(
+            LimitState.name.like("s:cust:%"))).scalars().all()
+    assert consecutive == [1]
