@@ -178,3 +178,16 @@ def test_require_level_inside_a_request(app: Flask, api: Api, rt: Runtime, tenan
                            .order_by(AuditEvent.seq)).all()
     assert [(a, o) for a, o, _ in events] == [("test.charge", "deny"), ("identity.require", "allow")]
     assert events[0][2] == ["level_too_low"]
+
+
+def test_openapi_documents_identity_routes(app: Flask) -> None:
+    from openapi_spec_validator import validate
+
+    from guard.openapi import build_openapi
+
+    doc = build_openapi(app)
+    validate(doc)
+    for path in ("/v1/verifications", "/v1/verifications/{verification_id}/otp/check",
+                 "/v1/customers/{customer_ref}/factors/change"):
+        assert path in doc["paths"], path
+    assert "429" in doc["paths"]["/v1/verifications"]["post"]["responses"]
