@@ -14,7 +14,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,9 +33,10 @@ class Message:
 
     tenant_id: str
     channel: Channel
-    destination: str
+    # Never in a repr: a message printed in a traceback or log must not carry a code or contact.
+    destination: str = field(repr=False)
     purpose: Literal["otp", "contact_changed"]
-    body: str
+    body: str = field(repr=False)
     message_id: str
 
     def payload(self) -> dict[str, Any]:

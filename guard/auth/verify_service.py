@@ -450,8 +450,10 @@ def _record_pass(ix: IdentityContext, v: Verification, method: str, factor_ids: 
     level = ix.policy.level_for(p["method"] for p in passed)
     if level > v.level:
         v.level, v.level_at = level, now
-    # NIST SP 800-63B 5.2.2 counts *consecutive* failures: a success restarts the count.
-    ix.limits.reset_failures(ix.customer_key(v.customer_ref))
+    # NIST SP 800-63B 5.2.2 counts *consecutive* failures: a success restarts the count. Caller
+    # ID arrives without the caller answering anything, so it does not count as that success.
+    if method != "caller_id":
+        ix.limits.reset_failures(ix.customer_key(v.customer_ref))
 
 
 def _record_failure(ix: IdentityContext, v: Verification) -> None:
