@@ -6,9 +6,11 @@ shares a clock shares the same windows, and tests move time without sleeping.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 import redis
 from sqlalchemy import delete, func, select
@@ -16,6 +18,10 @@ from sqlalchemy.orm import Session
 
 from guard.auth.verify_models import LimitEvent, LimitState
 from guard.db import insert_ignore
+from guard.errors import ServiceUnavailable
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,20 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _fail_closed(fn: Callable[P, R]) -> Callable[P, R]:
+    """Redis unreachable: refuse with 503 rather than verify without limits."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("the verification rate-limit store is unavailable",
+                                     reasons=["limit_store_unavailable"]) from exc
+
+    return wrapper
+
+
 class RedisLimitStore:
     """Redis sorted sets (member -> time) and hashes, under the deployment's key prefix."""
 
@@ -82,6 +102,7 @@ class RedisLimitStore:
         self.client = client
         self.prefix = prefix + "identity:"
 
+    @_fail_closed
     def window_add(self, bucket: str, member: str, *, now: datetime, window: timedelta) -> Window:
         """ZADD + trim + count in one MULTI, so concurrent adders see strictly growing counts."""
         key = self.prefix + "w:" + bucket
@@ -94,6 +115,7 @@ class RedisLimitStore:
         _, _, count, oldest, _ = pipe.execute()
         return Window(int(count), _dt(float(oldest[0][1])) if oldest else None)
 
+    @_fail_closed
     def window(self, bucket: str, *, now: datetime, window: timedelta) -> Window:
         """Count members newer than now - window."""
         key = self.prefix + "w:" + bucket
@@ -103,6 +125,7 @@ class RedisLimitStore:
         count, oldest = pipe.execute()
         return Window(int(count), _dt(float(oldest[0][1])) if oldest else None)
 
+    @_fail_closed
     def state(self, name: str) -> Block:
         """HGETALL of the name's state hash."""
         raw = self.client.hgetall(self.prefix + "s:" + name)
@@ -111,14 +134,17 @@ class RedisLimitStore:
         return Block(int(data.get("consecutive", 0)), int(data.get("blocks", 0)),
                      _dt(float(until)) if until else None)
 
+    @_fail_closed
     def add_failure(self, name: str) -> int:
         """HINCRBY consecutive."""
         return int(self.client.hincrby(self.prefix + "s:" + name, "consecutive", 1))
 
+    @_fail_closed
     def reset_failures(self, name: str) -> None:
         """Consecutive back to zero."""
         self.client.hset(self.prefix + "s:" + name, "consecutive", 0)
 
+    @_fail_closed
     def block(self, name: str, until: datetime) -> int:
         """Set blocked_until and count the block."""
         key = self.prefix + "s:" + name
@@ -128,6 +154,7 @@ class RedisLimitStore:
         _, blocks = pipe.execute()
         return int(blocks)
 
+    @_fail_closed
     def clear(self, name: str) -> None:
         """Delete the state hash."""
         self.client.delete(self.prefix + "s:" + name)

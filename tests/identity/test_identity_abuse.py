@@ -212,3 +212,15 @@ def test_prune_job_keeps_what_limits_still_need(api: Api, rt: Runtime, clock: An
         assert s.get(LimitState, f"w:custfail:{known}") is None  # an idle lock row
         state = s.get(LimitState, f"s:cust:{known}")
         assert state is not None and state.consecutive == 1  # consecutive failures never expire
+
+
+def test_unreachable_redis_fails_closed(api: Api) -> None:
+    import redis
+
+    from guard.auth.limits import RedisLimitStore
+
+    dead = RedisLimitStore(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5),
+                           "guard:")
+    api.ir.limits = lambda _s: dead
+    r = api.start("cust-1")
+    assert r.status_code == 503 and r.get_json()["reasons"] == ["limit_store_unavailable"]
