@@ -23,6 +23,8 @@ from guard.auth.verify_schemas import (
     GatewayPut,
     GatewayRead,
     KbaCheck,
+    LockoutList,
+    LockoutRead,
     MethodPassed,
     OtpSend,
     OtpSentRead,
@@ -149,6 +151,16 @@ def customer_status(c: RequestContext, customer_ref: str) -> CustomerStatusRead:
     """A customer's failed verifications, cool-down and lock (supervisors)."""
     st = svc.customer_status(identity_context(c), _ref(customer_ref))
     return CustomerStatusRead(**st.__dict__)
+
+
+@endpoint(bp, "/identity/lockouts", permission="verifications.read", response=LockoutList,
+          action="identity.lockouts.read")
+def list_lockouts(c: RequestContext) -> LockoutList:
+    """Customers whose verifications are in cool-down or locked now (supervisors)."""
+    rows = svc.lockouts(identity_context(c))
+    return LockoutList(lockouts=[LockoutRead(customer_ref=r.customer_ref, cooldown_until=r.cooldown_until,
+                                             cooldowns=r.cooldowns, locked=r.locked_at is not None,
+                                             updated_at=r.updated_at) for r in rows])
 
 
 @endpoint(bp, "/identity/gateway", methods=("PUT",), permission="identity.gateway.manage", body=GatewayPut,

@@ -114,3 +114,17 @@ class OtpGateway(Base):
     nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary(128))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerLockout(Base):
+    """A customer in cool-down or locked, for the tenant's supervisors (the counters stay keyed)."""
+
+    __tablename__ = "identity_lockouts"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    customer_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cooldown_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cooldowns: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

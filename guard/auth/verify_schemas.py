@@ -161,3 +161,19 @@ class GatewayRead(Response):
     url: str
     signing_secret: str
     signature_header: str
+
+
+class LockoutRead(Response):
+    """One customer in cool-down or locked."""
+
+    customer_ref: str
+    cooldown_until: datetime | None
+    cooldowns: int
+    locked: bool
+    updated_at: datetime
+
+
+class LockoutList(Response):
+    """Customers whose verifications are paused or locked now."""
+
+    lockouts: list[LockoutRead]

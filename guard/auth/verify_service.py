@@ -37,7 +37,13 @@ from guard.auth.verify_errors import (
     VerificationMismatch,
     VerificationRequired,
 )
-from guard.auth.verify_models import IdentityCustomer, IdentityFactor, OtpGateway, Verification
+from guard.auth.verify_models import (
+    CustomerLockout,
+    IdentityCustomer,
+    IdentityFactor,
+    OtpGateway,
+    Verification,
+)
 from guard.auth.verify_policy import METHODS, IdentityPolicy
 from guard.clock import Clock
 from guard.context import Caller
@@ -270,6 +276,8 @@ def enroll(ix: IdentityContext, customer_ref: str, data: FactorsIn) -> FactorsVi
     ix.session.flush()
     if data.reset_lockout:
         ix.limits.clear(ix.customer_key(customer_ref))
+        ix.session.execute(delete(CustomerLockout).where(CustomerLockout.tenant_id == ix.tenant_id,
+                                                         CustomerLockout.customer_ref == customer_ref))
     view = factors_view(ix, customer_ref)
     ix.audit("identity.factors.enroll", "ok", customer_ref=customer_ref, reasons=["factors_enrolled"],
              details={"knowledge_questions": len(data.knowledge), "has_phone": bool(phone),
@@ -469,12 +477,51 @@ def _record_failure(ix: IdentityContext, v: Verification) -> None:
         active = state.blocked_until is not None and state.blocked_until > now
         if failed.count >= limits.customer_failed_verifications and not active:
             minutes = min(limits.cooldown_base_minutes * 2 ** state.blocks, limits.cooldown_max_minutes)
-            ix.limits.block(name, now + timedelta(minutes=minutes))
-    ix.limits.add_failure(name)
+            until = now + timedelta(minutes=minutes)
+            blocks = ix.limits.block(name, until)
+            _note_lockout(ix, v.customer_ref, cooldown_until=until, cooldowns=blocks)
+            ix.audit("identity.customer.cooldown", "deny", customer_ref=v.customer_ref,
+                     reasons=["customer_cooldown_started"],
+                     details={"minutes": minutes, "failed_verifications": failed.count,
+                              "cooldowns": blocks})
+    consecutive = ix.limits.add_failure(name)
+    if consecutive == limits.max_consecutive_failures:
+        _note_lockout(ix, v.customer_ref, locked=True)
+        ix.audit("identity.customer.locked", "deny", customer_ref=v.customer_ref,
+                 reasons=["customer_locked"], details={"consecutive_failures": consecutive})
     if v.failures >= limits.max_failures_per_verification:
         v.locked_at = now
         v.ended_at = now
         v.end_reason = "locked"
+
+
+def _note_lockout(ix: IdentityContext, customer_ref: str, *, cooldown_until: datetime | None = None,
+                  cooldowns: int | None = None, locked: bool = False) -> None:
+    """Keep the supervisors' list of paused and locked customers (in the request transaction)."""
+    row = ix.session.get(CustomerLockout, (ix.tenant_id, customer_ref))
+    if row is None:
+        row = CustomerLockout(tenant_id=ix.tenant_id, customer_ref=customer_ref, cooldowns=0,
+                              updated_at=ix.now())
+        ix.session.add(row)
+    if cooldown_until is not None:
+        row.cooldown_until = cooldown_until
+    if cooldowns is not None:
+        row.cooldowns = cooldowns
+    if locked:
+        row.locked_at = ix.now()
+    row.updated_at = ix.now()
+    ix.session.flush()
+
+
+def lockouts(ix: IdentityContext) -> list[CustomerLockout]:
+    """Customers in cool-down now or locked, most recent first (supervisors)."""
+    now = ix.now()
+    rows = ix.session.execute(select(CustomerLockout).where(
+        CustomerLockout.tenant_id == ix.tenant_id,
+        (CustomerLockout.locked_at.is_not(None)) | (CustomerLockout.cooldown_until > now))
+        .order_by(CustomerLockout.updated_at.desc(), CustomerLockout.customer_ref).limit(1000)).scalars()
+    ix.audit("identity.lockouts.read", "ok", reasons=["lockouts_read"])
+    return list(rows)
 
 
 @dataclass(frozen=True)

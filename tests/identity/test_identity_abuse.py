@@ -48,12 +48,22 @@ def test_customer_cooldown_grows(api: Api, rt: Runtime, store: str, clock: Any, 
     assert status["cooldown_until"] is not None and status["locked"] is False
     assert api.client.get(f"/v1/customers/{ref}/verification-status",
                           headers=api.tenant.headers("agent")).status_code == 403
+    listed = api.client.get("/v1/identity/lockouts", headers=api.tenant.headers("supervisor")).get_json()
+    assert [(x["customer_ref"], x["cooldowns"], x["locked"]) for x in listed["lockouts"]] == [(ref, 2, False)]
     # Each refusal is audited with its reason, in the tenant's chain.
     with rt.sessions() as session:
         reasons = session.execute(select(AuditEvent.reasons).where(
             AuditEvent.tenant_id == api.tenant.id, AuditEvent.action == "identity.verification.start",
             AuditEvent.outcome == "deny")).scalars().all()
     assert reasons == [["customer_cooldown"], ["customer_cooldown"]]
+    with rt.sessions() as session:
+        started = session.execute(select(AuditEvent.details).where(
+            AuditEvent.tenant_id == api.tenant.id, AuditEvent.action == "identity.customer.cooldown")
+            .order_by(AuditEvent.seq)).scalars().all()
+    assert [(d["minutes"], d["cooldowns"]) for d in started] == [(15, 1), (30, 2)]
+    clock.advance(minutes=30)
+    listed = api.client.get("/v1/identity/lockouts", headers=api.tenant.headers("supervisor")).get_json()
+    assert listed["lockouts"] == []  # the pause is over
 
 
 def test_failed_verifications_leave_the_window(api: Api, store: str, clock: Any) -> None:
@@ -100,12 +110,16 @@ def test_hundred_consecutive_failures_lock_the_customer(api: Api, store: str, cl
     status = api.client.get("/v1/customers/known/verification-status",
                             headers=api.tenant.headers("supervisor")).get_json()
     assert status["locked"] is True and status["consecutive_failures"] == 100
+    listed = api.client.get("/v1/identity/lockouts", headers=api.tenant.headers("supervisor")).get_json()
+    assert [(x["customer_ref"], x["locked"]) for x in listed["lockouts"]] == [("known", True)]
     # A nightly sync does not unlock; only an explicit reset by the back office does.
     api.enroll("known")
     assert api.start("known", "call-final").status_code == 423
     body = {**__import__("identity_support").ALL_FACTORS, "reset_lockout": True}
     assert api.enroll("known", **body).status_code == 200
     assert api.start("known", "call-final").status_code == 201
+    assert api.client.get("/v1/identity/lockouts",
+                          headers=api.tenant.headers("supervisor")).get_json()["lockouts"] == []
 
 
 def test_consecutive_count_restarts_on_success(api: Api, store: str) -> None:

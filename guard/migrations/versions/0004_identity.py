@@ -79,6 +79,16 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_identity_gateways_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id', name=op.f('pk_identity_gateways'))
     )
+    op.create_table('identity_lockouts',
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('customer_ref', sa.String(length=128), nullable=False),
+    sa.Column('cooldown_until', guard.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cooldowns', sa.Integer(), nullable=False),
+    sa.Column('locked_at', guard.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', guard.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_identity_lockouts_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'customer_ref', name=op.f('pk_identity_lockouts'))
+    )
     op.create_table('identity_verifications',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -115,6 +125,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_identity_verifications_customer')
 
     op.drop_table('identity_verifications')
+    op.drop_table('identity_lockouts')
     op.drop_table('identity_gateways')
     with op.batch_alter_table('identity_factors', schema=None) as batch_op:
         batch_op.drop_index('ix_identity_factors_customer')
