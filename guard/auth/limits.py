@@ -41,6 +41,20 @@ class Block:
     blocked_until: datetime | None
 
 
+@dataclass(frozen=True)
+class Cooldown:
+    """A cool-down just started: how many this name has had, and when it ends."""
+
+    blocks: int
+    until: datetime
+
+
+def cooldown_length(blocks_before: int, base: timedelta, cap: timedelta) -> timedelta:
+    """base, 2*base, 4*base, ... never more than cap."""
+    factor: int = 2 ** min(blocks_before, 30)
+    return min(base * factor, cap)
+
+
 class LimitStore(Protocol):
     """Sliding windows and cool-down state under string names."""
 
@@ -64,8 +78,13 @@ class LimitStore(Protocol):
         """A success: consecutive failures restart at zero."""
         ...
 
-    def block(self, name: str, until: datetime) -> int:
-        """Start a cool-down until `until`; returns how many cool-downs this name has had."""
+    def start_cooldown(self, name: str, *, now: datetime, base: timedelta,
+                       cap: timedelta) -> Cooldown | None:
+        """Atomically start a cool-down of base * 2**(earlier cool-downs), at most `cap`.
+
+        None when one is already running: two workers that see the threshold crossed at the
+        same moment start one cool-down, not two.
+        """
         ...
 
     def clear(self, name: str) -> None:
@@ -144,15 +163,28 @@ class RedisLimitStore:
         """Consecutive back to zero."""
         self.client.hset(self.prefix + "s:" + name, "consecutive", 0)
 
+    # Check-and-set in one script: Redis runs it atomically.
+    _COOLDOWN = """
+    local running = tonumber(redis.call('HGET', KEYS[1], 'blocked_until') or '0')
+    if running > tonumber(ARGV[1]) then return false end
+    local blocks = tonumber(redis.call('HGET', KEYS[1], 'blocks') or '0')
+    local seconds = math.min(tonumber(ARGV[2]) * math.pow(2, math.min(blocks, 30)), tonumber(ARGV[3]))
+    local untilts = tonumber(ARGV[1]) + seconds
+    redis.call('HSET', KEYS[1], 'blocked_until', tostring(untilts), 'blocks', blocks + 1)
+    return {blocks + 1, tostring(untilts)}
+    """
+
     @_fail_closed
-    def block(self, name: str, until: datetime) -> int:
-        """Set blocked_until and count the block."""
-        key = self.prefix + "s:" + name
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, "blocked_until", _ts(until))
-        pipe.hincrby(key, "blocks", 1)
-        _, blocks = pipe.execute()
-        return int(blocks)
+    def start_cooldown(self, name: str, *, now: datetime, base: timedelta,
+                       cap: timedelta) -> Cooldown | None:
+        """Run the check-and-set script."""
+        out = self.client.eval(self._COOLDOWN, 1, self.prefix + "s:" + name, repr(_ts(now)),
+                               repr(base.total_seconds()), repr(cap.total_seconds()))
+        if not out:
+            return None
+        blocks, until = out
+        until_s = until.decode() if isinstance(until, bytes) else str(until)
+        return Cooldown(int(blocks), _dt(float(until_s)))
 
     @_fail_closed
     def clear(self, name: str) -> None:
@@ -222,13 +254,16 @@ class DbLimitStore:
         row.consecutive = 0
         self.session.flush()
 
-    def block(self, name: str, until: datetime) -> int:
-        """Set blocked_until and count the block."""
+    def start_cooldown(self, name: str, *, now: datetime, base: timedelta,
+                       cap: timedelta) -> Cooldown | None:
+        """Check and set under the row lock."""
         row = self._lock("s:" + name)
-        row.blocked_until = until
+        if row.blocked_until is not None and row.blocked_until > now:
+            return None
+        row.blocked_until = now + cooldown_length(row.blocks, base, cap)
         row.blocks += 1
         self.session.flush()
-        return row.blocks
+        return Cooldown(row.blocks, row.blocked_until)
 
     def clear(self, name: str) -> None:
         """Delete the state row."""

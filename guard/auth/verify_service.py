@@ -473,17 +473,17 @@ def _record_failure(ix: IdentityContext, v: Verification) -> None:
         # The first failure makes this a failed verification for the per-customer window.
         window = timedelta(hours=limits.customer_window_hours)
         failed = ix.limits.window_add("custfail:" + name[5:], v.id, now=now, window=window)
-        state = ix.limits.state(name)
-        active = state.blocked_until is not None and state.blocked_until > now
-        if failed.count >= limits.customer_failed_verifications and not active:
-            minutes = min(limits.cooldown_base_minutes * 2 ** state.blocks, limits.cooldown_max_minutes)
-            until = now + timedelta(minutes=minutes)
-            blocks = ix.limits.block(name, until)
-            _note_lockout(ix, v.customer_ref, cooldown_until=until, cooldowns=blocks)
+        cooldown = None
+        if failed.count >= limits.customer_failed_verifications:
+            cooldown = ix.limits.start_cooldown(
+                name, now=now, base=timedelta(minutes=limits.cooldown_base_minutes),
+                cap=timedelta(minutes=limits.cooldown_max_minutes))
+        if cooldown is not None:
+            _note_lockout(ix, v.customer_ref, cooldown_until=cooldown.until, cooldowns=cooldown.blocks)
             ix.audit("identity.customer.cooldown", "deny", customer_ref=v.customer_ref,
                      reasons=["customer_cooldown_started"],
-                     details={"minutes": minutes, "failed_verifications": failed.count,
-                              "cooldowns": blocks})
+                     details={"minutes": round((cooldown.until - now).total_seconds() / 60),
+                              "failed_verifications": failed.count, "cooldowns": cooldown.blocks})
     consecutive = ix.limits.add_failure(name)
     if consecutive == limits.max_consecutive_failures:
         _note_lockout(ix, v.customer_ref, locked=True)

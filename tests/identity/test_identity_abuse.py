@@ -238,3 +238,24 @@ def test_unreachable_redis_fails_closed(api: Api) -> None:
     api.ir.limits = lambda _s: dead
     r = api.start("cust-1")
     assert r.status_code == 503 and r.get_json()["reasons"] == ["limit_store_unavailable"]
+
+
+def test_concurrent_failures_in_two_processes_start_one_cooldown(
+        api: Api, procs: tuple[list[Any], FileClock]) -> None:
+    """Both processes fail at the same moments; the threshold starts exactly one cool-down."""
+    conns, _ = procs
+    api.enroll("known")
+    started = 0
+    for n in range(7):
+        for i, conn in enumerate(conns):  # both requests in flight together
+            conn.send(("fail", "known", f"call-{n}-{i}"))
+        for conn in conns:
+            assert conn.poll(60), "worker did not answer"
+            out = conn.recv()
+            assert out["start"] in (201, 429)
+            started += out["start"] == 201
+    assert 10 <= started < 14  # starts already past the check when the pause began may finish
+    status = api.client.get("/v1/customers/known/verification-status",
+                            headers=api.tenant.headers("supervisor")).get_json()
+    assert status["cooldowns"] == 1 and status["failed_verifications"] == started
+    assert api.start("known", "call-after").status_code == 429
