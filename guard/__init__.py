@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 # Blueprints mounted under /v1, as "module:attribute". Domain packages add theirs here.
 V1_BLUEPRINTS = [
     "guard.auth.api:bp",
+    "guard.auth.verify_api:bp",
     "guard.audit.api:bp",
     "guard.policy_api:bp",
     "guard.pci.api:bp",

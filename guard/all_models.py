@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import guard.audit.models
 import guard.auth.models
+import guard.auth.verify_models
 import guard.models
 import guard.pci.models
 import guard.siem.models  # noqa: F401

@@ -21,7 +21,7 @@ JobFn = Callable[[Runtime], dict[str, Any]]
 F = TypeVar("F", bound=Callable[..., dict[str, Any]])
 
 # Modules that register jobs; domain packages add theirs.
-JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures", "guard.siem.jobs"]
+JOB_MODULES = ["guard.audit.jobs", "guard.auth.failures", "guard.auth.verify_jobs", "guard.siem.jobs"]
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ POLICY_MODELS: dict[str, str] = {
     "roles": "guard.policy:RolesPolicy",
     "audit": "guard.policy:AuditPolicy",
     "vault": "guard.pci.policy:VaultPolicy",
+    "identity": "guard.auth.verify_policy:IdentityPolicy",
 }
 
 

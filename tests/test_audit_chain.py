@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import threading
 from datetime import timedelta
@@ -281,7 +280,7 @@ def test_pruned_ranges_still_verify(rt: Runtime, clock: FixedClock) -> None:
                          .order_by(AuditEvent.seq)).scalars().all()
     assert [r.pruned_at is not None for r in rows[:6]] == [True] * 6
     assert all(r.action is None and r.details is None for r in rows[:6])
-    assert rows[-1].action == "audit.prune" and json.loads(rows[-1].details or "{}")["count"] == 6
+    assert rows[-1].action == "audit.prune" and rows[-1].details["count"] == 6
     res = _verify(rt, t.id)
     assert res.ok and res.verified_through == 11, res
     # A pruned event's hash is still bound by its successor.
@@ -314,7 +313,7 @@ def test_erased_subject_no_longer_links(app: Flask, rt: Runtime, tenant: TenantK
                                                        "audit.subject.resolve"]
     with transaction(rt.sessions) as s:
         stored = s.execute(select(SubjectIdentifier.index_hash)).scalars().all()
-        assert not any("555" in h or "@" in h for h in stored)
+        assert not any("4155550100" in h or "@" in h for h in stored)
         assert service.erase_subject(s, index_key=idx, tenant_id=tenant.id, clock=rt.clock,
                                      identifiers={"customer_ref": "C-1"}) == 1
     for ident in ({"customer_ref": "C-1"}, {"phone": "+14155550100"}, {"email": "a@x.example"}):

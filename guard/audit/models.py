@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from guard.db import Base, UTCDateTime
+from guard.policy import canonical_json
+
+
+class CanonicalJSON(TypeDecorator[Any]):
+    """JSON kept as canonical text (sorted keys, compact), so the database can hash it as stored."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return canonical_json(value).decode()
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # tampered text: served as found, and verification flags it
 
 
 class AuditEvent(Base):
@@ -30,12 +55,12 @@ class AuditEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(128))
     action: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(String(16))
-    # Canonical JSON text (sorted keys, compact): hashed exactly as stored, parsed when served.
-    reasons: Mapped[str | None] = mapped_column(Text)
+    # Stored as canonical JSON text (hashed exactly as stored); read back as Python values.
+    reasons: Mapped[list[str] | None] = mapped_column(CanonicalJSON)
     policy_version: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(64))
-    details: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(CanonicalJSON)
     hash: Mapped[str] = mapped_column(String(64))
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
