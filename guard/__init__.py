@@ -17,6 +17,7 @@ V1_BLUEPRINTS = [
     "guard.auth.api:bp",
     "guard.audit.api:bp",
     "guard.policy_api:bp",
+    "guard.tcpa.api:bp",
 ]
 
 

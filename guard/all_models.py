@@ -4,4 +4,5 @@ from __future__ import annotations
 
 import guard.audit.models
 import guard.auth.models
-import guard.models  # noqa: F401
+import guard.models
+import guard.tcpa.models  # noqa: F401

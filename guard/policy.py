@@ -108,6 +108,7 @@ class AuditPolicy(PolicyModel):
 POLICY_MODELS: dict[str, str] = {
     "roles": "guard.policy:RolesPolicy",
     "audit": "guard.policy:AuditPolicy",
+    "outbound": "guard.tcpa.policy:OutboundPolicy",
 }
 
 
