@@ -352,6 +352,15 @@ def demo() -> None:
         click.echo(f"  {role:16} {token}")
 
 
+def _add_domain_commands() -> None:
+    from guard.tcpa.cli import dnc
+
+    cli.add_command(dnc)
+
+
+_add_domain_commands()
+
+
 def main() -> None:
     """Console-script entry point: clear one-line errors instead of tracebacks."""
     try:
