@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import holidays
 import phonenumbers
 import zipcodes
+from holidays.countries.united_states import UnitedStates
 from phonenumbers import PhoneNumberType, geocoder
 from phonenumbers import timezone as pn_timezone
 
@@ -51,7 +52,7 @@ def _valid_zones() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1)
 def _state_names() -> dict[str, str]:
-    aliases = getattr(holidays.US, "subdivisions_aliases", {})
+    aliases = getattr(UnitedStates, "subdivisions_aliases", {})
     return {str(k): str(v) for k, v in aliases.items()}
 
 
@@ -89,7 +90,7 @@ def parse(raw: str) -> ParsedNumber:
 def _state_zone_table() -> dict[str, frozenset[str]]:
     valid = _valid_zones()
     out: dict[str, set[str]] = {}
-    for row in zipcodes.list_all():
+    for row in zipcodes.list_all():  # type: ignore[no-untyped-call]
         tz = row.get("timezone")
         if tz in valid:
             out.setdefault(str(row["state"]), set()).add(str(tz))
@@ -105,7 +106,7 @@ def state_zones(state: str) -> frozenset[str]:
 def zip_info(zip_code: str) -> tuple[str, str] | None:
     """(state, time zone) of a 5-digit ZIP code, or None if unknown."""
     try:
-        rows = zipcodes.matching(zip_code[:5])
+        rows = zipcodes.matching(zip_code[:5])  # type: ignore[no-untyped-call]
     except (ValueError, TypeError):
         return None
     for row in rows:
@@ -126,7 +127,7 @@ class HolidayDataMissing(LookupError):
 
 @functools.lru_cache(maxsize=512)
 def _library_holidays(state: str, year: int) -> frozenset[date]:
-    cls = holidays.US
+    cls = UnitedStates
     if year < cls.start_year or year > cls.end_year or state not in cls.subdivisions:
         raise HolidayDataMissing(f"{state} {year}")
     return frozenset(holidays.country_holidays("US", subdiv=state, years=year).keys())

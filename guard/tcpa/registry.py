@@ -79,13 +79,15 @@ class Block:
     def contains(self, locals_: U32) -> npt.NDArray[np.bool_]:
         """Vectorized membership of local numbers (0 <= n < 10,000,000)."""
         if self.fmt == "bitmap":
-            byte = self.data[locals_ >> 3]
-            return ((byte >> (locals_ & 7).astype(np.uint8)) & 1).astype(np.bool_)
+            byte: npt.NDArray[np.uint8] = self.data[locals_ >> 3]
+            bits: npt.NDArray[np.bool_] = ((byte >> (locals_ & 7).astype(np.uint8)) & 1).astype(np.bool_)
+            return bits
         if self.data.size == 0:
             return np.zeros(locals_.shape, dtype=np.bool_)
         pos = np.searchsorted(self.data, locals_)
         pos = np.minimum(pos, self.data.size - 1)
-        return np.asarray(self.data[pos] == locals_)
+        found: npt.NDArray[np.bool_] = np.asarray(self.data[pos] == locals_, dtype=np.bool_)
+        return found
 
     def to_array(self) -> U32:
         """All local numbers in the block, sorted."""

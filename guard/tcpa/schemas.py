@@ -14,6 +14,10 @@ MethodT = Literal["manual", "autodialer", "prerecorded", "sms"]
 Ref = str  # length checked by Field
 
 
+def _all_purposes() -> list[Purpose]:
+    return ["telemarketing", "informational", "debt_collection"]
+
+
 class Address(Request):
     """Where the called party lives (narrows time zones, adds the state's rules)."""
 
@@ -78,8 +82,7 @@ class ConsentCreate(Request):
     phone: str = Field(min_length=1, max_length=40)
     customer_ref: str | None = Field(default=None, min_length=1, max_length=128)
     kind: Literal["express", "written"]
-    purposes: list[Purpose] = Field(default_factory=lambda: ["telemarketing", "informational",
-                                                             "debt_collection"], min_length=1)
+    purposes: list[Purpose] = Field(default_factory=lambda: _all_purposes(), min_length=1)
     source: str = Field(min_length=1, max_length=256)
     text_shown: str = Field(min_length=1, max_length=10000)
     channel: Literal["web", "ivr", "sms", "paper", "verbal", "email", "app"]

@@ -27,8 +27,8 @@ from guard.tcpa.models import (
     Consent,
     InternalDnc,
     LineType,
-    Relationship,
     RegistryVersion,
+    Relationship,
     Subscription,
 )
 from guard.tcpa.policy import WEEKDAYS, Cap, OutboundPolicy, Purpose, StateRule, Window
@@ -431,7 +431,7 @@ def check(session: Session, *, tenant_id: str, policy: OutboundPolicy, inp: Chec
         hr, opens, closes = hours_reasons(policy, zones, states, inp.purpose, at)
         for r in [*hr, *dnc_r, *consent_r, *cap_reasons(policy, inp, facts, at, limited)]:
             _add(reasons, r)
-    except Exception:  # noqa: BLE001 - fail closed: a rule that errs denies, never allows
+    except Exception:
         log.exception("outbound rule evaluation failed")
         _add(reasons, "rule_error")
         opens = closes = None

@@ -15,7 +15,6 @@ from guard.db import transaction
 from guard.runtime import Runtime
 from guard.tcpa import registry
 
-
 AREA_CODES = [212, 213, 208, 214, 215, 305, 401, 504, 617, 850, 907, 303, 800, 405, 410]
 
 
@@ -45,7 +44,8 @@ class Env:
     clock: FixedClock
     tmp: Path
 
-    def post(self, path: str, body: dict[str, Any], role: str = "supervisor", status: int | None = None) -> Any:
+    def post(self, path: str, body: dict[str, Any], role: str = "supervisor",
+             status: int | None = None) -> Any:
         resp = self.client.post(f"/v1{path}", json=body, headers=self.tenant.headers(role))
         if status is not None:
             assert resp.status_code == status, resp.get_json()

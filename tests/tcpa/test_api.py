@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,8 @@ def test_record_counts_toward_caps(env: Any) -> None:
 
 def test_revocation_takes_effect_for_the_next_check(env: Any) -> None:
     env.post("/consents", {"phone": NY, "kind": "written", "source": "web", "channel": "web",
-                           "text_shown": "yes", "captured_at": "2026-11-01T00:00:00Z"}, role="agent", status=201)
+                           "text_shown": "yes", "captured_at": "2026-11-01T00:00:00Z"},
+             role="agent", status=201)
     assert env.check(phone=NY, method="autodialer")["decision"] == "allow"
     env.post("/consents/revoke", {"phone": "212.555.1234", "channel": "sms"}, role="dialer", status=200)
     assert env.check(phone=NY, method="autodialer")["reasons"] == ["consent_revoked"]
@@ -106,9 +107,11 @@ def test_another_tenants_records_do_not_apply(env: Any, other_tenant: Any) -> No
 def test_roles(env: Any) -> None:
     body = {"phone": NY, "purpose": "telemarketing", "method": "manual"}
     for role in ("dialer", "agent", "ai_agent", "supervisor"):
-        assert env.client.post("/v1/calls/check", json=body, headers=env.tenant.headers(role)).status_code == 200
+        resp = env.client.post("/v1/calls/check", json=body, headers=env.tenant.headers(role))
+        assert resp.status_code == 200
     for role in ("auditor", "privacy_officer"):
-        assert env.client.post("/v1/calls/check", json=body, headers=env.tenant.headers(role)).status_code == 403
+        resp = env.client.post("/v1/calls/check", json=body, headers=env.tenant.headers(role))
+        assert resp.status_code == 403
     assert env.client.get("/v1/dnc/status", headers=env.tenant.headers("dialer")).status_code == 403
 
 
@@ -187,7 +190,8 @@ def test_cli_import_full_changes_and_junk(env: Any, tmp_path: Path, settings: An
     assert env.check(phone=NY)["reasons"] == ["national_dnc"]
     changes = tmp_path / "changes.txt"
     changes.write_text("212,5551234,D\n2125550200,A\n")
-    res = runner.invoke(cli, ["dnc", "import", "--list", "national", "--changes", str(changes), "--date", day])
+    res = runner.invoke(cli, ["dnc", "import", "--list", "national", "--changes", str(changes),
+                                 "--date", day])
     assert res.exit_code == 0, res.output
     assert env.check(phone=NY)["decision"] == "allow"
     assert env.check(phone="212-555-0200")["reasons"] == ["national_dnc"]

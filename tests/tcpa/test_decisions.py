@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -213,7 +213,8 @@ SCENARIOS = [
               lambda e: e.post("/consents/revoke", {"phone": NY}, role="agent", status=200),
               consent(NY, "written", captured="2026-11-23T14:00:00Z")]),
     Scenario("wrong number voids consent", req(NY, MON_10_ET, method="autodialer"), "deny",
-             ["reassigned_number"], [consent(NY, "written"), outcome(NY, "wrong_number", "2026-11-10T15:00:00Z")]),
+             ["reassigned_number"],
+             [consent(NY, "written"), outcome(NY, "wrong_number", "2026-11-10T15:00:00Z")]),
     Scenario("disconnected voids consent", req(NY, MON_10_ET, method="autodialer", purpose="informational"),
              "deny", ["reassigned_number"], [consent(NY, "express"),
                                             outcome(NY, "disconnected", "2026-11-10T15:00:00Z")]),
@@ -261,7 +262,8 @@ SCENARIOS = [
                        purpose="debt_collection", debt_ref="D8")]),
     Scenario("Reg F: the oldest attempt is 7 days and 1 s ago", req(NY, MON_10_ET,
              purpose="debt_collection", debt_ref="D9"), "allow", [],
-             [attempts(NY, ["2026-11-16T14:59:59Z"] + [f"2026-11-{d}T15:00:00Z" for d in (18, 19, 20, 21, 22, 23)],
+             [attempts(NY, ["2026-11-16T14:59:59Z"]
+                       + [f"2026-11-{d}T15:00:00Z" for d in (18, 19, 20, 21, 22, 23)],
                        purpose="debt_collection", debt_ref="D9")]),
     Scenario("Reg F: texts are not counted", req(NY, MON_10_ET, purpose="debt_collection", debt_ref="DT"),
              "allow", [], [attempts(NY, [f"2026-11-{d}T15:00:00Z" for d in (17, 18, 19, 20, 21, 22, 23)],
@@ -278,7 +280,8 @@ SCENARIOS = [
     Scenario("MA: 3rd collection contact in 7 days (texts count)", req(MA, MON_10_ET,
              purpose="debt_collection", debt_ref="DMA"), "deny", ["frequency_cap"],
              [attempts(MA, ["2026-11-18T15:00:00Z"], purpose="debt_collection", debt_ref="DMA"),
-              attempts(MA, ["2026-11-20T15:00:00Z"], purpose="debt_collection", debt_ref="DMA", method="sms")]),
+              attempts(MA, ["2026-11-20T15:00:00Z"], purpose="debt_collection", debt_ref="DMA",
+                       method="sms")]),
 ]
 
 

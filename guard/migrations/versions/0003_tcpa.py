@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
-import guard.db
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
+
+import guard.db
 
 revision = '0003_tcpa'
 down_revision = '0001_foundation'
