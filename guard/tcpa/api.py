@@ -13,7 +13,7 @@ from guard.errors import Forbidden, ValidationFailed
 from guard.tcpa import geo, service
 from guard.tcpa.models import Consent, InternalDnc, LineType, Relationship, Subscription
 from guard.tcpa.policy import OutboundPolicy
-from guard.tcpa.registry import RegistryIndex
+from guard.tcpa.registry import RegistryIndex, index_for
 from guard.tcpa.schemas import (
     AttemptsCreate,
     CallCheck,
@@ -45,11 +45,7 @@ def _policy(c: RequestContext) -> OutboundPolicy:
 
 def registry_index(c: RequestContext) -> RegistryIndex:
     """This process's registry index (one per runtime)."""
-    idx = c.rt.extras.get("tcpa_registry_index")
-    if idx is None:
-        idx = c.rt.extras.setdefault("tcpa_registry_index", RegistryIndex())
-    assert isinstance(idx, RegistryIndex)
-    return idx
+    return index_for(c.rt.extras)
 
 
 def _e164(raw: str, loc: tuple[str, ...] = ("body", "phone")) -> str:

@@ -132,6 +132,15 @@ class RegistryIndex:
                 del self._blocks[key]
 
 
+def index_for(extras: dict[str, Any]) -> RegistryIndex:
+    """The process's registry index, kept in the runtime's extras."""
+    idx = extras.get("tcpa_registry_index")
+    if idx is None:
+        idx = extras.setdefault("tcpa_registry_index", RegistryIndex())
+    assert isinstance(idx, RegistryIndex)
+    return idx
+
+
 def active_versions(session: Session, tenant_id: str) -> dict[str, RegistryVersion]:
     """The active operator-wide lists plus the tenant's own (litigator), by list name."""
     rows = session.execute(select(RegistryVersion).where(

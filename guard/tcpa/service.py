@@ -42,6 +42,18 @@ OutcomeKind = Literal["connected", "no_answer", "voicemail", "wrong_number", "op
 TEMPORAL = frozenset({"outside_calling_hours", "restricted_day", "frequency_cap", "reg_f_7in7",
                       "reg_f_after_conversation"})
 _HORIZON = timedelta(days=15)
+# One order for every answer (single check and scrub list reasons the same way).
+REASON_ORDER = ("invalid_number", "unsupported_jurisdiction", "timezone_unknown", "outside_calling_hours",
+                "restricted_day", "holiday_data_missing", "internal_dnc", "litigator", "registry_stale",
+                "registry_not_subscribed", "national_dnc", "state_dnc", "no_consent", "consent_revoked",
+                "reassigned_number", "frequency_cap", "reg_f_7in7", "reg_f_after_conversation",
+                "rule_error")
+_RANK = {r: i for i, r in enumerate(REASON_ORDER)}
+
+
+def ordered(reasons: Iterable[str]) -> list[str]:
+    """Reasons without duplicates, in REASON_ORDER."""
+    return sorted(set(reasons), key=lambda r: _RANK.get(r, len(_RANK)))
 
 
 @dataclass(frozen=True)
@@ -287,37 +299,39 @@ def _load_attempts(session: Session, tenant_id: str, inp: CheckInput, e164: str,
     return [_Attempt(*r) for r in rows]
 
 
-def _consent_reasons(session: Session, tenant_id: str, inp: CheckInput, e164: str,
-                     at: datetime) -> tuple[list[str], bool, bool]:
-    """(reasons, landline prerecorded limit applies, written consent on file)."""
-    reasons: list[str] = []
-    line = session.execute(select(LineType.line_type).where(
-        LineType.tenant_id == tenant_id, LineType.phone == e164)).scalar()
-    # phonenumbers cannot tell wireless from landline in the US: wireless unless marked.
-    landline = line == "landline"
-    consents = session.execute(select(Consent).where(
-        Consent.tenant_id == tenant_id, Consent.phone == e164)).scalars().all()
-    # A wrong-number or disconnected outcome after consent means the number may be reassigned.
-    reassigned_at = session.execute(select(CallOutcome.at).where(
-        CallOutcome.tenant_id == tenant_id, CallOutcome.phone == e164,
-        CallOutcome.outcome.in_(("wrong_number", "disconnected")), CallOutcome.at <= at)
-        .order_by(CallOutcome.at.desc()).limit(1)).scalar()
+@dataclass(frozen=True)
+class ConsentFact:
+    """The fields of a consent the rules read."""
 
-    def usable(c: Consent) -> bool:
+    kind: str
+    purposes: tuple[str, ...]
+    captured_at: datetime
+    revoked_at: datetime | None
+    voided_at: datetime | None
+
+
+def consent_eval(purpose: str, method: str, landline: bool, consents: Sequence[ConsentFact],
+                 reassigned_at: datetime | None, at: datetime) -> tuple[list[str], bool, bool]:
+    """(reasons, landline prerecorded limit applies, written consent on file) - pure."""
+    reasons: list[str] = []
+
+    def usable(c: ConsentFact) -> bool:
         return (c.captured_at <= at and c.revoked_at is None and c.voided_at is None
                 and (reassigned_at is None or c.captured_at > reassigned_at)
-                and inp.purpose in c.purposes)
+                and purpose in c.purposes)
 
     active = [c for c in consents if usable(c)]
     written = any(c.kind == "written" for c in active)
     need: Literal["none", "express", "written"] = "none"
-    if not landline and inp.method in ("autodialer", "prerecorded", "sms"):
-        need = "written" if inp.purpose == "telemarketing" else "express"
-    elif landline and inp.method == "prerecorded" and inp.purpose == "telemarketing":
+    # 47 CFR 64.1200(a)(1)-(2): autodialed/prerecorded calls and texts to a wireless number.
+    if not landline and method in ("autodialer", "prerecorded", "sms"):
+        need = "written" if purpose == "telemarketing" else "express"
+    # 47 CFR 64.1200(a)(3): prerecorded telemarketing to a residential line.
+    elif landline and method == "prerecorded" and purpose == "telemarketing":
         need = "written"
     ok = need == "none" or (written if need == "written" else bool(active))
     if not ok:
-        scoped = [c for c in consents if inp.purpose in c.purposes and c.captured_at <= at]
+        scoped = [c for c in consents if purpose in c.purposes and c.captured_at <= at]
         if any(c.voided_at is not None or (reassigned_at is not None and c.captured_at <= reassigned_at)
                for c in scoped):
             _add(reasons, "reassigned_number")
@@ -325,13 +339,35 @@ def _consent_reasons(session: Session, tenant_id: str, inp: CheckInput, e164: st
             _add(reasons, "consent_revoked")
         else:
             _add(reasons, "no_consent")
-    limited = (landline and inp.method == "prerecorded" and inp.purpose != "telemarketing"
-               and not active)
+    limited = landline and method == "prerecorded" and purpose != "telemarketing" and not active
     return reasons, limited, written
 
 
-def _ebr_valid(session: Session, tenant_id: str, policy: OutboundPolicy, e164: str,
-               customer_ref: str | None, states: Sequence[str], at: datetime) -> bool:
+def consent_fact(c: Consent) -> ConsentFact:
+    """The rule-relevant view of a stored consent."""
+    return ConsentFact(c.kind, tuple(c.purposes), c.captured_at, c.revoked_at, c.voided_at)
+
+
+def _consent_reasons(session: Session, tenant_id: str, inp: CheckInput, e164: str,
+                     at: datetime) -> tuple[list[str], bool, bool]:
+    """Load one number's line type, consents and reassignment evidence; evaluate."""
+    line = session.execute(select(LineType.line_type).where(
+        LineType.tenant_id == tenant_id, LineType.phone == e164)).scalar()
+    # phonenumbers cannot tell wireless from landline in the US: wireless unless marked.
+    consents = session.execute(select(Consent).where(
+        Consent.tenant_id == tenant_id, Consent.phone == e164)).scalars().all()
+    # A wrong-number or disconnected outcome after consent means the number may be reassigned.
+    reassigned_at = session.execute(select(CallOutcome.at).where(
+        CallOutcome.tenant_id == tenant_id, CallOutcome.phone == e164,
+        CallOutcome.outcome.in_(("wrong_number", "disconnected")), CallOutcome.at <= at)
+        .order_by(CallOutcome.at.desc()).limit(1)).scalar()
+    return consent_eval(inp.purpose, inp.method, line == "landline",
+                        [consent_fact(c) for c in consents], reassigned_at, at)
+
+
+def ebr_eval(policy: OutboundPolicy, rows: Iterable[tuple[str, datetime]], states: Sequence[str],
+             at: datetime) -> bool:
+    """Whether an established business relationship is in force at `at` - pure."""
     purchase = policy.ebr.purchase_days
     inquiry = policy.ebr.inquiry_days
     for st in states:
@@ -340,16 +376,21 @@ def _ebr_valid(session: Session, tenant_id: str, policy: OutboundPolicy, e164: s
             purchase = min(purchase, rule.ebr_purchase_days)
         if rule and rule.ebr_inquiry_days is not None:
             inquiry = min(inquiry, rule.ebr_inquiry_days)
+    for kind, when in rows:
+        days = purchase if kind == "purchase" else inquiry
+        if when <= at and at - when <= timedelta(days=days):
+            return True
+    return False
+
+
+def _ebr_valid(session: Session, tenant_id: str, policy: OutboundPolicy, e164: str,
+               customer_ref: str | None, states: Sequence[str], at: datetime) -> bool:
     conds = [Relationship.phone == e164]
     if customer_ref:
         conds.append(Relationship.customer_ref == customer_ref)
     rows = session.execute(select(Relationship.kind, Relationship.at).where(
         Relationship.tenant_id == tenant_id, or_(*conds), Relationship.at <= at)).all()
-    for kind, when in rows:
-        days = purchase if kind == "purchase" else inquiry
-        if at - when <= timedelta(days=days):
-            return True
-    return False
+    return ebr_eval(policy, [(r[0], r[1]) for r in rows], states, at)
 
 
 def _dnc_reasons(session: Session, tenant_id: str, policy: OutboundPolicy, inp: CheckInput,
@@ -436,6 +477,7 @@ def check(session: Session, *, tenant_id: str, policy: OutboundPolicy, inp: Chec
         _add(reasons, "rule_error")
         opens = closes = None
         facts = None
+    reasons = ordered(reasons)
     decision = Decision("deny" if reasons else "allow", reasons, num.e164, zones, states, opens,
                         closes, registry_versions=versions_used)
     if not reasons:

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from helpers_tcpa import load_list
 
 from guard.clock import FixedClock
-from guard.db import transaction
 from guard.runtime import Runtime
-from guard.tcpa import registry
 
 AREA_CODES = [212, 213, 208, 214, 215, 305, 401, 504, 617, 850, 907, 303, 800, 405, 410]
-
-
-def load_list(rt: Runtime, list_name: str, numbers: list[str], *, file_date: datetime,
-              tenant_id: str | None = None, changes: bool = False, tmp: Path) -> str:
-    """Import a list the way `guard dnc import` does; returns the new version id."""
-    path = tmp / f"{list_name.replace(':', '_')}.txt"
-    path.write_text("\n".join(numbers) + "\n")
-    parsed = registry.parse_file(path, changes=changes)
-    with transaction(rt.sessions) as session:
-        if list_name == "internal":
-            assert tenant_id is not None
-            registry.import_internal(session, tenant_id=tenant_id, parsed=parsed, clock=rt.clock)
-            return "internal"
-        ver = registry.import_registry(session, list_name=list_name, parsed=parsed, changes=changes,
-                                       tenant_id=tenant_id, file_date=file_date, clock=rt.clock)
-        return ver.id
 
 
 @dataclass
