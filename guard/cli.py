@@ -353,9 +353,10 @@ def demo() -> None:
 
 
 def _add_domain_commands() -> None:
-    from guard.tcpa.cli import dnc
+    from guard.tcpa.cli import calls, dnc
 
     cli.add_command(dnc)
+    cli.add_command(calls)
 
 
 _add_domain_commands()

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+from collections.abc import Iterator
+from datetime import timedelta
 
-from flask import Blueprint
+from flask import Blueprint, Response, request
 from sqlalchemy import func, select
 
 from guard.audit.service import subject_pseudonym
 from guard.db import insert_ignore
 from guard.errors import Forbidden, ValidationFailed
-from guard.tcpa import geo, service
+from guard.tcpa import geo, scrub, service
 from guard.tcpa.models import Consent, InternalDnc, LineType, Relationship, Subscription
 from guard.tcpa.policy import OutboundPolicy
 from guard.tcpa.registry import RegistryIndex, index_for
 from guard.tcpa.schemas import (
+    MAX_SCRUB,
     AttemptsCreate,
     CallCheck,
     CallDecision,
@@ -29,10 +32,12 @@ from guard.tcpa.schemas import (
     OutcomeCreate,
     Recorded,
     RelationshipCreate,
+    ScrubContextFields,
+    ScrubJson,
     Subscriptions,
     SubscriptionsRead,
 )
-from guard.web import RequestContext, endpoint
+from guard.web import RequestContext, endpoint, parse_body, parse_query
 
 bp = Blueprint("calls", __name__)
 
@@ -235,4 +240,68 @@ def status(c: RequestContext) -> DncStatus:
     return DncStatus(lists=[ListStatus.model_validate(x) for x in lists], internal_count=int(internal))
 
 
-__all__ = ["bp", "datetime"]
+
+_SCRUB_MAX_BODY = 64 * 1024 * 1024  # 1,000,000 numbers as JSON or CSV, with room for formatting
+
+
+def _scrub_input(c: RequestContext) -> tuple[ScrubContextFields, list[str], str]:
+    """Numbers and context from a JSON body or a CSV upload (context in the query string)."""
+    mimetype = request.mimetype or ""
+    if mimetype in ("text/csv", "application/csv"):
+        ctx_fields = parse_query(ScrubContextFields)
+        assert isinstance(ctx_fields, ScrubContextFields)
+        text_body = request.get_data(cache=False).decode("utf-8", "replace")
+        rows = [line.split(",", 1)[0].strip().strip('"') for line in text_body.splitlines()]
+        if rows and rows[0].lower() in ("phone", "number", "phone_number"):
+            rows = rows[1:]
+        rows = [r for r in rows if r]
+        if not rows or len(rows) > MAX_SCRUB:
+            raise ValidationFailed([{"loc": ["body"], "type": "csv_rows",
+                                     "msg": f"a CSV scrub takes 1 to {MAX_SCRUB} numbers, one per row"}])
+        return ctx_fields, rows, "csv"
+    if request.args:
+        raise ValidationFailed([{"loc": ["query"], "type": "unexpected",
+                                 "msg": "a JSON scrub takes its context in the body"}])
+    parsed = parse_body(ScrubJson)
+    assert isinstance(parsed, ScrubJson)
+    return parsed, list(parsed.numbers), "ndjson"
+
+
+@endpoint(bp, "/calls/scrub", methods=("POST",), permission="calls.scrub", action="tcpa.call.scrub",
+          max_body=_SCRUB_MAX_BODY, response_media_type="application/x-ndjson",
+          extra_responses={200: "one decision per number (NDJSON, or CSV for a CSV upload), then totals"})
+def scrub_list(c: RequestContext) -> Response:
+    """Scrub a list of numbers (JSON array or CSV) with the same rules and codes as a check."""
+    fields, phones, fmt = _scrub_input(c)
+    now = c.clock.now()
+    ctx = scrub.ScrubContext(purpose=fields.purpose, method=fields.method, at=fields.at or now,
+                             campaign=fields.campaign, debt_ref=fields.debt_ref, state=fields.state,
+                             zip=fields.zip)
+    result = scrub.scrub(c.session, tenant_id=c.tenant_id, policy=_policy(c), ctx=ctx, phones=phones,
+                         now=now, index=registry_index(c), table=scrub.prefix_table(c.rt.extras))
+    chunks = scrub.render(result, fmt)
+    root = scrub.digest(chunks)
+    totals = result.totals()
+    ev = c.audit("tcpa.call.scrub", "ok", reasons=[r for r in scrub.REASONS if r in totals], details={
+        "count": len(phones), "totals": totals, "registry_versions": result.registry_versions,
+        "digest": {"alg": "merkle-sha256", "leaf": f"{scrub.CHUNK_LINES} output lines", "root": root},
+        "purpose": fields.purpose, "method": fields.method, "campaign": fields.campaign,
+        "at": ctx.at.isoformat(), "format": fmt})
+    summary = {"totals": totals, "count": len(phones), "digest": root, "audit_event": ev.id,
+               "policy_version": c.policies.version, "registry_versions": result.registry_versions}
+    if fmt == "csv":
+        head = b"index,phone_e164,decision,reasons\n"
+        tail = ("# summary " + json.dumps(summary, separators=(",", ":")) + "\n").encode()
+        mimetype = "text/csv"
+    else:
+        head = b""
+        tail = (json.dumps({"summary": summary}, separators=(",", ":")) + "\n").encode()
+        mimetype = "application/x-ndjson"
+
+    def stream() -> Iterator[bytes]:
+        yield head
+        yield from chunks
+        yield tail
+
+    # The audit event commits with the request (the wrapper commits before the body streams).
+    return Response(stream(), mimetype=mimetype)

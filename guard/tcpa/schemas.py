@@ -205,3 +205,39 @@ class DncStatus(Response):
 
     lists: list[ListStatus]
     internal_count: int
+
+
+class ScrubContextFields(Request):
+    """The context every number of a scrub shares (query parameters for a CSV upload)."""
+
+    purpose: Purpose
+    method: MethodT
+    campaign: str | None = Field(default=None, min_length=1, max_length=128)
+    debt_ref: str | None = Field(default=None, min_length=1, max_length=128)
+    state: str | None = Field(default=None, min_length=2, max_length=2)
+    zip: str | None = Field(default=None, pattern=r"^\d{5}(-\d{4})?$")
+    at: AwareDatetime | None = None
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, v: str | None) -> str | None:
+        from guard.tcpa.geo import is_known_state
+
+        if v is not None and not is_known_state(v):
+            raise ValueError("not a US state or territory postal code")
+        return v.upper() if v else v
+
+    @model_validator(mode="after")
+    def _debt(self) -> ScrubContextFields:
+        if self.purpose == "debt_collection" and not self.debt_ref:
+            raise ValueError("debt_ref is required for debt_collection (Reg F counts per debt)")
+        return self
+
+
+MAX_SCRUB = 1_000_000
+
+
+class ScrubJson(ScrubContextFields):
+    """A JSON scrub: the numbers plus the shared context."""
+
+    numbers: list[str] = Field(min_length=1, max_length=MAX_SCRUB)

@@ -33,7 +33,7 @@ from guard.tcpa.models import (
     Relationship,
     Subscription,
 )
-from guard.tcpa.policy import OutboundPolicy
+from guard.tcpa.policy import OutboundPolicy, Purpose
 from guard.tcpa.registry import RegistryIndex, active_versions
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class PrefixTable:
 class ScrubContext:
     """The context every number of the list shares."""
 
-    purpose: service.Purpose
+    purpose: Purpose
     method: service.Method
     at: datetime
     campaign: str | None = None
@@ -287,8 +287,9 @@ def _per_group(session: Session, tenant_id: str, policy: OutboundPolicy, ctx: Sc
             CallOutcome.at <= at)):
         reassigned[phone] = max(when, reassigned.get(phone, when))
     ebr: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
-    for phone, kind, when in session.execute(select(Relationship.phone, Relationship.kind, Relationship.at)
-                                             .where(Relationship.tenant_id == tenant_id, Relationship.at <= at)):
+    rel = select(Relationship.phone, Relationship.kind, Relationship.at).where(
+        Relationship.tenant_id == tenant_id, Relationship.at <= at)
+    for phone, kind, when in session.execute(rel):
         ebr[phone].append((kind, when))
     hours = [policy.reg_f.window_days * 24, policy.consent.residential_prerecorded_limit.hours]
     hours += [r.cap.hours for r in policy.states.values() if r.cap]
@@ -358,8 +359,45 @@ def merkle_root(leaves: Sequence[bytes]) -> str:
         return hashlib.sha256(b"").hexdigest()
     level = [hashlib.sha256(b"\x00" + leaf).digest() for leaf in leaves]
     while len(level) > 1:
-        nxt = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        nxt = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
+               for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
     return level[0].hex()
+
+
+CHUNK_LINES = 4096
+
+
+def render(result: ScrubResult, fmt: str) -> list[bytes]:
+    """The per-number output as byte chunks of CHUNK_LINES lines (csv or ndjson)."""
+    masks = result.masks.tolist()
+    tails: dict[int, str] = {}
+    for m in set(masks):
+        reasons = mask_reasons(m)
+        decision = "deny" if m else "allow"
+        if fmt == "csv":
+            tails[m] = f",{decision},{';'.join(reasons)}\n"
+        else:
+            tails[m] = ',"decision":"{}","reasons":[{}]}}\n'.format(
+                decision, ",".join(f'"{r}"' for r in reasons))
+    chunks: list[bytes] = []
+    e164 = result.e164
+    for start in range(0, len(masks), CHUNK_LINES):
+        end = min(start + CHUNK_LINES, len(masks))
+        if fmt == "csv":
+            lines = [f"{i},{e164[i] or ''}{tails[masks[i]]}" for i in range(start, end)]
+        else:
+            lines = [f'{{"i":{i},"phone_e164":{_js(e164[i])}{tails[masks[i]]}' for i in range(start, end)]
+        chunks.append("".join(lines).encode())
+    return chunks
+
+
+def _js(value: str | None) -> str:
+    return "null" if value is None else f'"{value}"'
+
+
+def digest(chunks: Sequence[bytes]) -> str:
+    """Merkle root over the output chunks: commits to every decision, in order."""
+    return merkle_root(chunks)
