@@ -45,8 +45,9 @@ def test_json_scrub_streams_decisions_and_one_audit_event(env: Any) -> None:
 
 def test_csv_scrub(env: Any) -> None:
     body = "phone\n+12125551234\n(305) 555-1234\n"
-    resp = env.client.post("/v1/calls/scrub?purpose=informational&method=autodialer&at=2026-11-23T15:00:00Z",
-                           data=body, headers={**env.tenant.headers("supervisor"), "Content-Type": "text/csv"})
+    url = "/v1/calls/scrub?purpose=informational&method=autodialer&at=2026-11-23T15:00:00Z"
+    resp = env.client.post(url, data=body, headers={**env.tenant.headers("supervisor"),
+                                                    "Content-Type": "text/csv"})
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).splitlines()
     assert lines[0] == "index,phone_e164,decision,reasons"
@@ -68,13 +69,12 @@ def test_scrub_validation_and_roles(env: Any) -> None:
 
 
 def test_cli_scrub(env: Any, tmp_path: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from click.testing import CliRunner
-
-    from guard.cli import cli
-
     from datetime import UTC, datetime
 
+    from click.testing import CliRunner
     from helpers_tcpa import load_list
+
+    from guard.cli import cli
 
     # The CLI runs on the system clock: its registry must be fresh relative to that clock.
     load_list(env.rt, "national", ["2125551234"], file_date=datetime.now(UTC), tmp=tmp_path)
