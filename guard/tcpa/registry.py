@@ -50,9 +50,20 @@ def valid_list_name(name: str) -> bool:
 # ----------------------------------------------------------------------------- blocks
 
 
-def encode_block(locals_: U32) -> tuple[str, bytes, int]:
+def sorted_unique(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Sorted distinct values (numpy 2's np.unique hashes, which is far slower on large arrays)."""
+    if a.size == 0:
+        return a
+    s = np.sort(a, kind="stable" if a.size < 1024 else "quicksort")
+    keep = np.empty(s.size, dtype=np.bool_)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def encode_block(locals_: U32, *, unique_sorted: bool = False) -> tuple[str, bytes, int]:
     """(fmt, bytes, count) of one area code's local numbers: whichever form is smaller."""
-    uniq = np.unique(locals_.astype(np.uint32))
+    uniq = locals_.astype(np.uint32) if unique_sorted else sorted_unique(locals_.astype(np.uint32))
     if uniq.size * 4 >= BITMAP_BYTES:
         bits = np.zeros(LOCAL_SPACE, dtype=np.bool_)
         bits[uniq] = True
@@ -191,34 +202,110 @@ class ParsedFile:
     lines: int
 
 
+_CHUNK_BYTES = 64 * 1024 * 1024
+_BITMAP_BUILD_MIN = 20_000_000  # above this many numbers, group through one flat bitmap
+_AREA_BASE = 200
+
+
+def _fast_chunk(buf: bytes) -> npt.NDArray[np.int64] | None:
+    """10-digit national numbers of a chunk of `NNNNNNNNNN\\n` lines, or None if any line differs."""
+    if len(buf) % 11:
+        return None
+    grid = np.frombuffer(buf, dtype=np.uint8).reshape(-1, 11)
+    if not (grid[:, 10] == 10).all():
+        return None
+    digits = grid[:, :10] - np.uint8(48)  # a non-digit wraps past 9
+    if (digits > 9).any() or (digits[:, 0] < 2).any() or (digits[:, 3] < 2).any():
+        return None
+    hi = digits[:, 0].astype(np.uint32)
+    lo = digits[:, 5].astype(np.uint32)
+    for k in range(1, 5):  # two 5-digit halves in uint32: a few passes over narrow columns
+        hi = hi * np.uint32(10) + digits[:, k]
+        lo = lo * np.uint32(10) + digits[:, 5 + k]
+    values: npt.NDArray[np.int64] = hi.astype(np.int64) * 100_000 + lo
+    return values
+
+
+def _group(values: list[npt.NDArray[np.int64]]) -> dict[int, U32]:
+    """Unique sorted local numbers per area code."""
+    total = sum(v.size for v in values)
+    out: dict[int, U32] = {}
+    if total == 0:
+        return out
+    if total < _BITMAP_BUILD_MIN:
+        allv = sorted_unique(np.concatenate(values))
+        areas = allv // LOCAL_SPACE
+        bounds = np.flatnonzero(np.diff(areas)) + 1
+        for part in np.split(allv, bounds):
+            out[int(part[0] // LOCAL_SPACE)] = (part % LOCAL_SPACE).astype(np.uint32)
+        return out
+    # One flat byte per possible number (calloc'd lazily: only used area codes touch memory).
+    flat = np.zeros((1000 - _AREA_BASE) * LOCAL_SPACE, dtype=np.bool_)
+    used = np.zeros(1000, dtype=np.int64)
+    for v in values:
+        flat[v - _AREA_BASE * LOCAL_SPACE] = True
+        used += np.bincount(v // LOCAL_SPACE, minlength=1000)
+    for area in np.flatnonzero(used).tolist():
+        seg = flat[(area - _AREA_BASE) * LOCAL_SPACE:(area - _AREA_BASE + 1) * LOCAL_SPACE]
+        out[area] = np.flatnonzero(seg).astype(np.uint32)
+    return out
+
+
 def parse_file(path: Path, *, changes: bool, progress: Callable[[int], None] | None = None,
                max_errors: int = 50) -> ParsedFile:
-    """Read a registry file; ImportRejected (with line numbers) if any line is junk."""
-    adds: dict[int, list[int]] = {}
-    deletes: dict[int, list[int]] = {}
+    """Read a registry file; ImportRejected (with line numbers) if any line is junk.
+
+    Chunks made only of `NNNNNNNNNN` lines (the national registry's download) are parsed with
+    numpy; any other chunk goes line by line, which also names the bad lines.
+    """
+    adds: list[npt.NDArray[np.int64]] = []
+    deletes: list[npt.NDArray[np.int64]] = []
     errors: list[tuple[int, str]] = []
     total_errors = 0
-    n = 0
+    line_no = 0
+    rest = b""
     with path.open("rb") as fh:
-        for n, raw in enumerate(fh, start=1):
+        while True:
+            block = fh.read(_CHUNK_BYTES)
+            if not block and not rest:
+                break
+            buf = rest + block
+            if block:
+                cut = buf.rfind(b"\n") + 1
+                buf, rest = buf[:cut], buf[cut:]
+            else:
+                rest = b""
+                if not buf.endswith(b"\n"):
+                    buf += b"\n"
             if progress is not None:
-                progress(len(raw))
-            line = raw.decode("utf-8", "replace").strip()
-            if not line:
+                progress(len(block))
+            if not buf:
                 continue
-            parsed = parse_line(line, changes=changes)
-            if parsed is None:
-                total_errors += 1
-                if len(errors) < max_errors:
-                    errors.append((n, "not a 10-digit US number" + (" change" if changes else "")))
+            fast = None if changes else _fast_chunk(buf)
+            if fast is not None:
+                adds.append(fast)
+                line_no += fast.size
                 continue
-            area, local, add = parsed
-            (adds if add else deletes).setdefault(area, []).append(local)
+            chunk_adds: list[int] = []
+            chunk_dels: list[int] = []
+            for raw in buf.split(b"\n")[:-1]:
+                line_no += 1
+                line = raw.decode("utf-8", "replace").strip()
+                if not line:
+                    continue
+                parsed = parse_line(line, changes=changes)
+                if parsed is None:
+                    total_errors += 1
+                    if len(errors) < max_errors:
+                        errors.append((line_no, "not a 10-digit US number" + (" change" if changes else "")))
+                    continue
+                area, local, add = parsed
+                (chunk_adds if add else chunk_dels).append(area * LOCAL_SPACE + local)
+            adds.append(np.array(chunk_adds, dtype=np.int64))
+            deletes.append(np.array(chunk_dels, dtype=np.int64))
     if total_errors:
         raise ImportRejected(errors, total_errors)
-    return ParsedFile(adds={k: np.array(v, dtype=np.uint32) for k, v in adds.items()},
-                      deletes={k: np.array(v, dtype=np.uint32) for k, v in deletes.items()},
-                      lines=n)
+    return ParsedFile(adds=_group(adds), deletes=_group(deletes), lines=line_no)
 
 
 def import_registry(session: Session, *, list_name: str, parsed: ParsedFile, changes: bool,
@@ -252,13 +339,14 @@ def import_registry(session: Session, *, list_name: str, parsed: ParsedFile, cha
         base = {}
     for area in sorted(area_codes):
         arr = parsed.adds.get(area, np.zeros(0, dtype=np.uint32))
-        if area in base:
+        merged = area in base
+        if merged:
             arr = np.concatenate([Block.decode(base[area].fmt, bytes(base[area].data)).to_array(), arr])
         if area in parsed.deletes:
             arr = arr[~np.isin(arr, parsed.deletes[area])]
         if arr.size == 0:
             continue
-        fmt, data, count = encode_block(arr)
+        fmt, data, count = encode_block(arr, unique_sorted=not merged)
         session.add(RegistryBlock(version_id=version.id, area_code=area, fmt=fmt, count=count,
                                   data=data))
         total += count

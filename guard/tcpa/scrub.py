@@ -34,7 +34,7 @@ from guard.tcpa.models import (
     Subscription,
 )
 from guard.tcpa.policy import OutboundPolicy, Purpose
-from guard.tcpa.registry import RegistryIndex, active_versions
+from guard.tcpa.registry import RegistryIndex, active_versions, sorted_unique
 
 log = logging.getLogger(__name__)
 REASONS = service.REASON_ORDER
@@ -58,7 +58,7 @@ class PrefixTable:
 
     def fill(self, prefixes: npt.NDArray[np.int64], jurisdictions: frozenset[str]) -> None:
         """Compute missing prefixes with the single check's parser."""
-        need = np.unique(prefixes[self.kind[prefixes] == _UNKNOWN])
+        need = sorted_unique(prefixes[self.kind[prefixes] == _UNKNOWN])
         with self._lock:
             for pre in need.tolist():
                 try:
@@ -201,7 +201,7 @@ def scrub(session: Session, *, tenant_id: str, policy: OutboundPolicy, ctx: Scru
     geo_ids[fast[kinds == _INVALID]] = -1
     for i, gid in slow_geo.items():
         geo_ids[i] = gid
-    for gid in np.unique(geo_ids[geo_ids >= 0]).tolist():
+    for gid in sorted_unique(geo_ids[geo_ids >= 0]).tolist():
         if table.geos[gid][3] not in policy.jurisdictions:
             masks[geo_ids == gid] = BIT["unsupported_jurisdiction"]
             geo_ids[geo_ids == gid] = -1
@@ -316,7 +316,7 @@ def _per_group(session: Session, tenant_id: str, policy: OutboundPolicy, ctx: Sc
                              debt_ref=ctx.debt_ref, state=ctx.state, zip=ctx.zip)
     base_consent = service.consent_eval(ctx.purpose, ctx.method, False, [], None, at)
     groups: dict[int, tuple[int, int, service._Facts]] = {}
-    for gid in np.unique(geo_ids[live]).tolist():
+    for gid in sorted_unique(geo_ids[live]).tolist():
         zones_t, state_t, toll_free, region = table.geos[gid]
         num = geo.ParsedNumber(e164="", region=region, area_code=0, local=0, zones=zones_t,
                                state=state_t, toll_free=toll_free)
