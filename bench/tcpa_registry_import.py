@@ -64,7 +64,8 @@ def main() -> None:
     path = work / "national.txt"
     t0 = time.perf_counter()
     write_file(path, n)
-    print(f"generated {n:,} numbers ({path.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t0:.1f} s")
+    gib = path.stat().st_size / 2**30
+    print(f"generated {n:,} numbers ({gib:.2f} GiB) in {time.perf_counter() - t0:.1f} s")
     # Baseline: read the file and count its lines (the floor of any import).
     t0 = time.perf_counter()
     lines = 0
@@ -94,8 +95,8 @@ def main() -> None:
     print(f"baseline read+count lines: {base:.1f} s ({lines:,} lines)")
     print(f"import: {total:.1f} s (parse {t_parse:.1f} s, encode+write {total - t_parse:.1f} s); "
           f"target <= 180 s; ratio to baseline {total / base:.1f}x")
-    print(f"distinct numbers {count:,}; index {int(size) / 2**20:.0f} MiB = {int(size) / count:.2f} bytes/number "
-          f"(target <= 2.5)")
+    print(f"distinct numbers {count:,}; index {int(size) / 2**20:.0f} MiB = "
+          f"{int(size) / count:.2f} bytes/number (target <= 2.5)")
     engine.dispose()
     path.unlink()
 
