@@ -12,7 +12,7 @@ bp = Blueprint("health", __name__)
 
 # Domain readiness reports, as "module:function": each takes the Runtime and returns
 # (name, status text, ready). Domain packages add theirs.
-READY_CHECKS: list[str] = []
+READY_CHECKS: list[str] = ["guard.tcpa.health:holidays_ready"]
 
 
 class Health(Response):

@@ -211,3 +211,17 @@ def test_stale_after_31_days(env: Any) -> None:
     assert env.check(phone=NY)["decision"] == "allow"
     env.clock.advance(hours=1)
     assert env.check(phone=NY)["reasons"] == ["registry_stale"]
+
+
+def test_readyz_reports_holiday_data(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = env.client.get("/readyz").get_json()
+    assert body["checks"]["tcpa_holidays"] == "ok"
+
+    def missing(state: str, year: int) -> frozenset[Any]:
+        if state == "LA" and year == 2027:
+            raise geo.HolidayDataMissing("LA 2027")
+        return frozenset()
+
+    monkeypatch.setattr(geo, "state_holidays", missing)
+    body = env.client.get("/readyz").get_json()
+    assert body["checks"]["tcpa_holidays"] == "missing: LA 2027"
