@@ -62,7 +62,7 @@ def main() -> None:
         # Per-number rows for a slice of the list: consents, internal DNC, landline markings.
         for i, p in enumerate(phones[:20000]):
             if i % 2 == 0:
-                s.add(Consent(id=f"cns_b{i}", tenant_id=tenant.id, phone=p, kind="written",
+                s.add(Consent(id=new_id("cns"), tenant_id=tenant.id, phone=p, kind="written",
                               purposes=["telemarketing"], source="bench", text_shown="ok", channel="web",
                               captured_at=now - timedelta(days=10), created_at=now, evidence={}))
             elif i % 5 == 1:
