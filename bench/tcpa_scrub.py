@@ -29,6 +29,7 @@ from guard import create_app
 from guard.auth.service import create_key, create_tenant
 from guard.config import Settings
 from guard.db import transaction
+from guard.ids import new_id
 from guard.migrate import upgrade
 from guard.tcpa import registry, scrub
 from guard.tcpa.models import Consent, InternalDnc, LineType, Subscription
