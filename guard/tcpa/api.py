@@ -50,7 +50,7 @@ def _policy(c: RequestContext) -> OutboundPolicy:
 
 def registry_index(c: RequestContext) -> RegistryIndex:
     """This process's registry index (one per runtime)."""
-    return index_for(c.rt.extras)
+    return index_for(c.rt)
 
 
 def _e164(raw: str, loc: tuple[str, ...] = ("body", "phone")) -> str:

@@ -128,7 +128,7 @@ def calls_scrub(file: Path, tenant: str, purpose: str, method: str, campaign: st
             for start in range(0, len(phones), batch):
                 part = phones[start:start + batch]
                 parts.append(scrub.scrub(session, tenant_id=tenant, policy=policy, ctx=ctx,
-                                         phones=part, now=now, index=index_for(rt.extras),
+                                         phones=part, now=now, index=index_for(rt),
                                          table=scrub.prefix_table(rt.extras)))
                 bar.update(len(part))
         result = scrub.ScrubResult(

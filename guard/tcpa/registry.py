@@ -9,7 +9,9 @@ keys them by version id, so a newly committed version is picked up at the next c
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -109,9 +111,15 @@ class Block:
 
 
 class RegistryIndex:
-    """This process's decoded blocks, keyed by (version, area code); versions never change."""
+    """This host's view of registry blocks, keyed by (version, area code); versions never change.
 
-    def __init__(self) -> None:
+    With a directory, each block is materialized once per host as a file and memory-mapped, so
+    every gunicorn worker on the host shares one copy through the page cache; a new version has
+    new files, so a committed import is picked up atomically at the next check.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
         self._blocks: dict[tuple[str, int], Block | None] = {}
         self._lock = threading.Lock()
 
@@ -121,12 +129,44 @@ class RegistryIndex:
         with self._lock:
             if key in self._blocks:
                 return self._blocks[key]
-        row = session.execute(select(RegistryBlock.fmt, RegistryBlock.data).where(
-            RegistryBlock.version_id == version_id, RegistryBlock.area_code == area_code)).first()
-        blk = Block.decode(row[0], bytes(row[1])) if row is not None else None
+        blk = self._from_file(version_id, area_code)
+        if blk is None:
+            row = session.execute(select(RegistryBlock.fmt, RegistryBlock.data).where(
+                RegistryBlock.version_id == version_id, RegistryBlock.area_code == area_code)).first()
+            if row is not None:
+                raw = bytes(row[1])
+                blk = self._to_file(version_id, area_code, row[0], raw) or Block.decode(row[0], raw)
         with self._lock:
             self._blocks[key] = blk
         return blk
+
+    def _path(self, version_id: str, area_code: int, fmt: str) -> Path | None:
+        if self.root is None or not re.fullmatch(r"[A-Za-z0-9_]{1,40}", version_id):
+            return None
+        return self.root / version_id / f"{area_code:03d}.{fmt}"
+
+    def _from_file(self, version_id: str, area_code: int) -> Block | None:
+        for fmt in ("bitmap", "sorted"):
+            path = self._path(version_id, area_code, fmt)
+            if path is not None and path.exists():
+                dtype = np.dtype(np.uint8) if fmt == "bitmap" else np.dtype("<u4")
+                if path.stat().st_size == 0:
+                    return Block(fmt, np.zeros(0, dtype=dtype))
+                return Block(fmt, np.memmap(path, dtype=dtype, mode="r"))
+        return None
+
+    def _to_file(self, version_id: str, area_code: int, fmt: str, raw: bytes) -> Block | None:
+        path = self._path(version_id, area_code, fmt)
+        if path is None:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(raw)
+            os.replace(tmp, path)  # atomic: another worker sees the whole file or none
+        except OSError:
+            return None  # no writable instance dir: keep the block in this process's memory
+        return self._from_file(version_id, area_code)
 
     def contains(self, session: Session, version_id: str, area_code: int, local: int) -> bool:
         """Whether one number is in a version."""
@@ -136,18 +176,23 @@ class RegistryIndex:
         return bool(blk.contains(np.array([local], dtype=np.uint32))[0])
 
     def forget(self, keep: Iterable[str]) -> None:
-        """Drop blocks of versions not in `keep` (superseded versions)."""
+        """Drop blocks (and files) of versions not in `keep` (superseded versions)."""
         live = set(keep)
         with self._lock:
             for key in [k for k in self._blocks if k[0] not in live]:
                 del self._blocks[key]
+        if self.root is not None and self.root.is_dir():
+            for d in self.root.iterdir():
+                if d.is_dir() and d.name not in live:
+                    shutil.rmtree(d, ignore_errors=True)
 
 
-def index_for(extras: dict[str, Any]) -> RegistryIndex:
-    """The process's registry index, kept in the runtime's extras."""
-    idx = extras.get("tcpa_registry_index")
+def index_for(rt: Any) -> RegistryIndex:
+    """The process's registry index (files under the instance dir), kept in the runtime's extras."""
+    idx = rt.extras.get("tcpa_registry_index")
     if idx is None:
-        idx = extras.setdefault("tcpa_registry_index", RegistryIndex())
+        idx = rt.extras.setdefault("tcpa_registry_index",
+                                   RegistryIndex(Path(rt.settings.instance_dir) / "dnc"))
     assert isinstance(idx, RegistryIndex)
     return idx
 

@@ -225,3 +225,23 @@ def test_readyz_reports_holiday_data(env: Any, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(geo, "state_holidays", missing)
     body = env.client.get("/readyz").get_json()
     assert body["checks"]["tcpa_holidays"] == "missing: LA 2027"
+
+
+def test_registry_index_files_are_shared_by_workers(env: Any, tmp_path: Path) -> None:
+    from guard.tcpa.registry import RegistryIndex
+
+    vid = env.national(["2125551234", "2125550000"])
+    root = tmp_path / "dnc"
+    first = RegistryIndex(root)
+    with transaction(env.rt.sessions) as s:
+        assert first.contains(s, vid, 212, 5551234) is True
+        assert first.contains(s, vid, 212, 5551235) is False
+    assert (root / vid / "212.sorted").exists()
+    # Another worker on the host maps the same file: no database read at all.
+    second = RegistryIndex(root)
+    assert second.contains(None, vid, 212, 5550000) is True  # type: ignore[arg-type]
+    newer = env.national(["2125559999"])
+    with transaction(env.rt.sessions) as s:
+        assert second.contains(s, newer, 212, 5551234) is False
+    second.forget([newer])
+    assert not (root / vid).exists() and (root / newer).exists()

@@ -108,7 +108,7 @@ def test_scrub_equals_check(rt: Any, client: Any, clock: Any, tmp_path: Path, c:
     ctx = scrub_mod.ScrubContext(purpose=c["purpose"], method=c["method"], at=at, campaign=c["campaign"],
                                  debt_ref=ctx_body.get("debt_ref"),
                                  state=(c["address"] or {}).get("state"), zip=(c["address"] or {}).get("zip"))
-    index = index_for(rt.extras)
+    index = index_for(rt)
     with transaction(rt.sessions) as s:
         policy = rt.policies_for(s, tenant_id).get("outbound")
         res = scrub_mod.scrub(s, tenant_id=tenant_id, policy=policy, ctx=ctx, phones=c["numbers"],
