@@ -3,7 +3,7 @@
 Both run with the same gunicorn config (workers = 2 x cores, sync) on the same PostgreSQL
 database, driven by the same closed-loop client threads for the same time, in one run. Prints
 requests/s of each, the ratio (target >= 0.7) and the check's p50/p99 latency at that load.
-Usage: GUARD_BENCH_DB=postgresql+psycopg://... python bench/tcpa_check_http.py [seconds] [clients]
+Usage: TCPA_BENCH_DB=postgresql+psycopg://... python bench/tcpa_check_http.py [seconds] [clients]
 """
 
 from __future__ import annotations
@@ -44,8 +44,18 @@ def start(app: str, env: dict[str, str], workers: int) -> tuple[subprocess.Popen
         m = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
         if m:
             threading.Thread(target=proc.stderr.read, daemon=True).start()
-            time.sleep(2)  # let every worker boot
-            return proc, int(m.group(1))
+            port = int(m.group(1))
+            deadline = time.time() + 60
+            while time.time() < deadline:  # wait until the workers answer
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", "/healthz")
+                    conn.getresponse().read()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            time.sleep(3)  # let every worker finish booting
+            return proc, port
         if not line and proc.poll() is not None:
             raise RuntimeError("gunicorn did not start")
 
@@ -59,14 +69,16 @@ def load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], sec
     lock = threading.Lock()
 
     def run(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         i = k
         mine: list[float] = []
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
+            # gunicorn's sync workers close every connection: one connection per request.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
             resp = conn.getresponse()
             resp.read()
+            conn.close()
             mine.append(time.perf_counter() - t0)
             if resp.status != 200:
                 with lock:
@@ -87,7 +99,7 @@ def load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], sec
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 15
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 16
-    url = os.environ["GUARD_BENCH_DB"]
+    url = os.environ["TCPA_BENCH_DB"]
     work = Path(tempfile.mkdtemp(prefix="guard-check-bench-"))
     upgrade(url)
     eng = create_engine(url)

@@ -2,7 +2,7 @@
 
 Prints the import time, the index bytes per registered number, and the ratio of the import
 time to a baseline measured in the same run: reading the same file and counting its lines.
-Usage: python bench/tcpa_registry_import.py [N] (GUARD_BENCH_DB=<url>, default a temp SQLite).
+Usage: python bench/tcpa_registry_import.py [N] (TCPA_BENCH_DB=<url>, default a temp SQLite).
 The synthetic file (seeded) is written under /tmp and never committed.
 """
 
@@ -73,7 +73,7 @@ def main() -> None:
         while chunk := fh.read(64 * 2**20):
             lines += chunk.count(b"\n")
     base = time.perf_counter() - t0
-    url = os.environ.get("GUARD_BENCH_DB") or f"sqlite:///{work / 'bench.db'}"
+    url = os.environ.get("TCPA_BENCH_DB") or f"sqlite:///{work / 'bench.db'}"
     upgrade(url)
     engine = make_engine(url)
     sessions = make_session_factory(engine)

@@ -3,7 +3,7 @@
 Prints numbers/s of the in-process scrub (cold prefix table, then warm) and its ratio to a
 per-number `phonenumbers.parse` loop over the same input in the same run, then the end-to-end
 time of POST /v1/calls/scrub with the same list through a local HTTP server (port 0).
-Usage: python bench/tcpa_scrub.py [N] (GUARD_BENCH_DB=<url>, default a temp SQLite file).
+Usage: python bench/tcpa_scrub.py [N] (TCPA_BENCH_DB=<url>, default a temp SQLite file).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from guard.tcpa.models import Consent, InternalDnc, LineType, Subscription
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    reg_n = int(os.environ.get("GUARD_BENCH_REGISTRY_N", "20000000"))
+    reg_n = int(os.environ.get("TCPA_BENCH_REGISTRY_N", "20000000"))
     work = Path(tempfile.mkdtemp(prefix="guard-scrub-bench-"))
-    url = os.environ.get("GUARD_BENCH_DB") or f"sqlite:///{work / 'bench.db'}"
+    url = os.environ.get("TCPA_BENCH_DB") or f"sqlite:///{work / 'bench.db'}"
     upgrade(url)
     settings = Settings(instance_dir=work, database_url=url, keyring_path=work / "bench.keyring",
                         log_json=True, log_level="WARNING")
