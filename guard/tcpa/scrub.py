@@ -56,24 +56,26 @@ class PrefixTable:
         self._ids: dict[tuple[frozenset[str], str | None, bool, str], int] = {}
         self._lock = threading.Lock()
 
-    def fill(self, prefixes: npt.NDArray[np.int64], jurisdictions: frozenset[str]) -> None:
-        """Compute missing prefixes with the single check's parser."""
-        need = sorted_unique(prefixes[self.kind[prefixes] == _UNKNOWN])
+    def intern(self, key: tuple[frozenset[str], str | None, bool, str]) -> int:
+        """The id of a (zones, state, toll_free, region) combination."""
         with self._lock:
-            for pre in need.tolist():
-                try:
-                    num = geo.parse(f"+1{pre:06d}0000")
-                except geo.InvalidNumber:
-                    self.kind[pre] = _INVALID
-                    continue
-                key = (num.zones, num.state, num.toll_free, num.region)
-                gid = self._ids.get(key)
-                if gid is None:
-                    gid = self._ids[key] = len(self.geos)
-                    self.geos.append(key)
-                self.geo_id[pre] = gid
-                self.kind[pre] = _OK
-        del jurisdictions  # the jurisdiction test reads the region per geo id, policy may change
+            gid = self._ids.get(key)
+            if gid is None:
+                gid = self._ids[key] = len(self.geos)
+                self.geos.append(key)
+            return gid
+
+    def fill(self, prefixes: npt.NDArray[np.int64]) -> None:
+        """Compute missing prefixes with the single check's parser."""
+        # The jurisdiction test reads the region per geo id later: tenants' policies may differ.
+        for pre in sorted_unique(prefixes[self.kind[prefixes] == _UNKNOWN]).tolist():
+            try:
+                num = geo.parse(f"+1{pre:06d}0000")
+            except geo.InvalidNumber:
+                self.kind[pre] = _INVALID
+                continue
+            self.geo_id[pre] = self.intern((num.zones, num.state, num.toll_free, num.region))
+            self.kind[pre] = _OK
 
 
 @dataclass(frozen=True)
@@ -208,17 +210,12 @@ def scrub(session: Session, *, tenant_id: str, policy: OutboundPolicy, ctx: Scru
             e164[i] = num.e164
             continue
         national[i] = int(num.e164[2:]) if num.e164.startswith("+1") and len(num.e164) == 12 else -2
-        key = (num.zones, num.state, num.toll_free, num.region)
-        if key not in table._ids:
-            with table._lock:
-                table._ids[key] = len(table.geos)
-                table.geos.append(key)
-        slow_geo[i] = table._ids[key]
+        slow_geo[i] = table.intern((num.zones, num.state, num.toll_free, num.region))
         e164[i] = num.e164
     fast = np.flatnonzero((national >= 0) & (masks == 0))
     fast = np.array([i for i in fast.tolist() if i not in slow_geo], dtype=np.int64) if slow_geo else fast
     prefixes = national[fast] // 10_000
-    table.fill(prefixes, policy.jurisdictions)
+    table.fill(prefixes)
     kinds = table.kind[prefixes]
     masks[fast[kinds == _INVALID]] = BIT["invalid_number"]
     geo_ids = np.full(n, -1, dtype=np.int32)
@@ -353,7 +350,7 @@ def _per_group(session: Session, tenant_id: str, policy: OutboundPolicy, ctx: Sc
         zones, states = service._locate(policy, num, ctx.state, ctx.zip)
         hr, _, _ = service.hours_reasons(policy, zones, states, ctx.purpose, at)
         facts = service._Facts(num=num, zones=zones, states=states, person_key="", attempts=debt,
-                               conversations=conversations, static_reasons=[])
+                               conversations=conversations)
         caps = service.cap_reasons(policy, inp, facts, at, base_consent[1])
         hours_mask = _mask([*([] if zones else ["timezone_unknown"]), *hr])
         groups[gid] = (hours_mask, _mask([*base_consent[0], *caps]), facts)
@@ -375,8 +372,7 @@ def _per_group(session: Session, tenant_id: str, policy: OutboundPolicy, ctx: Sc
                                state=g.num.state, toll_free=g.num.toll_free)
         attempts = {id(a): a for a in [*debt, *own.get(ph, [])]}
         facts = service._Facts(num=num, zones=g.zones, states=g.states, person_key=f"p:{ph}",
-                               attempts=list(attempts.values()), conversations=conversations,
-                               static_reasons=[])
+                               attempts=list(attempts.values()), conversations=conversations)
         caps = service.cap_reasons(policy, inp, facts, at, limited)
         m = int(registry_mask[i]) | hours_mask | _mask([*creasons, *caps])
         if listed[i] and not written and not service.ebr_eval(policy, ebr.get(ph, []), g.states, at):

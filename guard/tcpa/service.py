@@ -108,7 +108,6 @@ class _Facts:
     person_key: str
     attempts: list[_Attempt]
     conversations: list[datetime]
-    static_reasons: list[str]
 
 
 def person_key(customer_ref: str | None, e164: str) -> str:
@@ -468,7 +467,7 @@ def check(session: Session, *, tenant_id: str, policy: OutboundPolicy, inp: Chec
                 CallOutcome.tenant_id == tenant_id, CallOutcome.debt_ref == inp.debt_ref,
                 CallOutcome.outcome == "connected", CallOutcome.at <= at)).scalars())
         facts = _Facts(num=num, zones=zones, states=states, person_key=pkey, attempts=attempts,
-                       conversations=conversations, static_reasons=dnc_r + consent_r)
+                       conversations=conversations)
         hr, opens, closes = hours_reasons(policy, zones, states, inp.purpose, at)
         for r in [*hr, *dnc_r, *consent_r, *cap_reasons(policy, inp, facts, at, limited)]:
             _add(reasons, r)
