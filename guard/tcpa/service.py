@@ -323,7 +323,8 @@ def consent_eval(purpose: str, method: str, landline: bool, consents: Sequence[C
     written = any(c.kind == "written" for c in active)
     need: Literal["none", "express", "written"] = "none"
     # 47 CFR 64.1200(a)(1)-(2): autodialed/prerecorded calls and texts to a wireless number.
-    if not landline and method in ("autodialer", "prerecorded", "sms"):
+    # A text only reaches a wireless line, so a landline marking never relaxes it.
+    if method == "sms" or (not landline and method in ("autodialer", "prerecorded")):
         need = "written" if purpose == "telemarketing" else "express"
     # 47 CFR 64.1200(a)(3): prerecorded telemarketing to a residential line.
     elif landline and method == "prerecorded" and purpose == "telemarketing":

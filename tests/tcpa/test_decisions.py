@@ -220,6 +220,8 @@ SCENARIOS = [
                                             outcome(NY, "disconnected", "2026-11-10T15:00:00Z")]),
     Scenario("opt-out outcome adds to the internal list", req(NY, MON_10_ET), "deny", ["internal_dnc"],
              [outcome(NY, "opt_out", "2026-11-20T15:00:00Z")]),
+    Scenario("landline marking does not relax texts", req(NY, MON_10_ET, method="sms",
+             purpose="informational"), "deny", ["no_consent"], [landline(NY)]),
     Scenario("landline, live autodialed marketing", req(NY, MON_10_ET, method="autodialer"), "allow", [],
              [landline(NY)]),
     Scenario("landline, prerecorded marketing needs written consent", req(NY, MON_10_ET,
