@@ -19,6 +19,7 @@ V1_BLUEPRINTS = [
     "guard.audit.api:bp",
     "guard.policy_api:bp",
     "guard.pci.api:bp",
+    "guard.tcpa.api:bp",
 ]
 
 

@@ -7,4 +7,5 @@ import guard.auth.models
 import guard.auth.verify_models
 import guard.models
 import guard.pci.models
-import guard.siem.models  # noqa: F401
+import guard.siem.models
+import guard.tcpa.models  # noqa: F401

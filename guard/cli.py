@@ -453,6 +453,16 @@ def demo() -> None:
         click.echo(f"  {role:16} {token}")
 
 
+def _add_domain_commands() -> None:
+    from guard.tcpa.cli import calls, dnc
+
+    cli.add_command(dnc)
+    cli.add_command(calls)
+
+
+_add_domain_commands()
+
+
 def main() -> None:
     """Console-script entry point: clear one-line errors instead of tracebacks."""
     try:

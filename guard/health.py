@@ -10,6 +10,10 @@ from guard.web import RequestContext, endpoint, json_response
 
 bp = Blueprint("health", __name__)
 
+# Domain readiness reports, as "module:function": each takes the Runtime and returns
+# (name, status text, ready). Domain packages add theirs.
+READY_CHECKS: list[str] = ["guard.tcpa.health:holidays_ready"]
+
 
 class Health(Response):
     """Probe result."""
@@ -42,6 +46,16 @@ def readyz(c: RequestContext) -> Health:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["policies"] = f"ok ({c.rt.policies.base.version})"
     ready = checks.get("database") == "ok" and checks.get("migrations") == "ok"
+    for target in READY_CHECKS:
+        import importlib
+
+        module, _, attr = target.partition(":")
+        try:
+            name, status, ok = getattr(importlib.import_module(module), attr)(c.rt)
+        except Exception as exc:  # noqa: BLE001 - readiness reports, it never raises
+            name, status, ok = target, f"error: {type(exc).__name__}", False
+        checks[name] = status
+        ready = ready and ok
     health = Health(status="ok" if ready else "unavailable", checks=checks)
     if not ready:
         return json_response(health.model_dump(), 503)  # type: ignore[return-value]

@@ -45,6 +45,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     models: set[type[BaseModel]] = set()
     for _, _, s in specs:
         models.update(m for m in (s.body, s.response) if m is not None)
+        models.update(m for m in s.request_media.values() if isinstance(m, type))
     key_map, defs = models_json_schema(
         [(m, "validation" if _is_request(m, specs) else "serialization") for m in
          sorted(models, key=lambda m: m.__name__)],
@@ -81,6 +82,10 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         if s.body is not None:
             op["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": ref(s.body, "validation")}}}
+        elif s.request_media:
+            op["requestBody"] = {"required": True, "content": {
+                media: {"schema": ref(m, "validation") if isinstance(m, type) else m}
+                for media, m in s.request_media.items()}}
         ok: dict[str, Any] = {"description": "OK"}
         if s.response is not None:
             ok["content"] = {s.response_media_type: {"schema": ref(s.response, "serialization")}}
@@ -88,7 +93,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         for status, desc in s.extra_responses.items():
             op["responses"][str(status)] = {"description": desc}
         codes = {400, 404, 500} if s.public else {400, 401, 403, 404, 500}
-        if s.body is not None:
+        if s.body is not None or s.request_media:
             codes |= {413, 415, 422}
         if s.query is not None or (not s.public):
             codes.add(422)
@@ -115,7 +120,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
 
 
 def _is_request(model: type[BaseModel], specs: list[tuple[str, str, EndpointSpec]]) -> bool:
-    return any(s.body is model for _, _, s in specs)
+    return any(s.body is model or model in s.request_media.values() for _, _, s in specs)
 
 
 def _inline(prop: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

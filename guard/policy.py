@@ -110,6 +110,7 @@ POLICY_MODELS: dict[str, str] = {
     "audit": "guard.policy:AuditPolicy",
     "vault": "guard.pci.policy:VaultPolicy",
     "identity": "guard.auth.verify_policy:IdentityPolicy",
+    "outbound": "guard.tcpa.policy:OutboundPolicy",
 }
 
 

@@ -60,6 +60,9 @@ class EndpointSpec:
     tag: str
     extra_responses: Mapping[int, str] = field(default_factory=dict)
     response_media_type: str = "application/json"
+    # For views that parse their own body (several media types): media type -> model or schema,
+    # documented in OpenAPI only.
+    request_media: Mapping[str, type[BaseModel] | dict[str, Any]] = field(default_factory=dict)
 
 
 def runtime() -> Runtime:
@@ -154,6 +157,7 @@ def endpoint(
     requires_actor: bool = False,
     extra_responses: Mapping[int, str] | None = None,
     response_media_type: str = "application/json",
+    request_media: Mapping[str, type[BaseModel] | dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., ViewResult]], Callable[..., Response]]:
     """Register a view: authenticated by default, body/query parsed with pydantic, one commit."""
     if not public and not permission:
@@ -165,7 +169,7 @@ def endpoint(
             status=status, action=action or f"{bp.name}.{fn.__name__}",
             summary=(fn.__doc__ or fn.__name__).strip().splitlines()[0], max_body=max_body,
             requires_actor=requires_actor, tag=bp.name, extra_responses=dict(extra_responses or {}),
-            response_media_type=response_media_type)
+            response_media_type=response_media_type, request_media=dict(request_media or {}))
 
         @functools.wraps(fn)
         def view(**path_args: Any) -> Response:

@@ -174,6 +174,26 @@ EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
         lambda e: Req(f"/v1/verifications/{e.verification()}/totp", owned=True, json={"code": "000000"}),
     ("POST", "/v1/verifications/<verification_id>/end"):
         lambda e: Req(f"/v1/verifications/{e.verification()}/end", owned=True),
+    ("POST", "/v1/calls/check"): lambda e: Req("/v1/calls/check", json={
+        "phone": "(415) 555-0100", "purpose": "informational", "method": "manual"}),
+    ("POST", "/v1/calls/attempts"): lambda e: Req("/v1/calls/attempts", json={"attempts": [{
+        "phone": "+14155550100", "purpose": "informational", "method": "manual",
+        "at": "2026-11-23T14:00:00Z"}]}),
+    ("POST", "/v1/calls/outcome"): lambda e: Req("/v1/calls/outcome", json={
+        "phone": "+14155550100", "outcome": "no_answer", "at": "2026-11-23T14:00:00Z"}),
+    ("POST", "/v1/consents"): lambda e: Req("/v1/consents", json={
+        "phone": "+14155550100", "kind": "express", "source": "web form 12", "text_shown": "You may call me",
+        "channel": "web", "captured_at": "2026-11-01T10:00:00Z"}),
+    ("POST", "/v1/consents/revoke"): lambda e: Req("/v1/consents/revoke", json={"phone": "+14155550100"}),
+    ("POST", "/v1/dnc"): lambda e: Req("/v1/dnc", json={"phone": "+14155550100"}),
+    ("POST", "/v1/relationships"): lambda e: Req("/v1/relationships", json={
+        "customer_ref": "cust-1", "phone": "+14155550100", "kind": "purchase", "at": "2026-10-01T10:00:00Z"}),
+    ("POST", "/v1/numbers/line-type"):
+        lambda e: Req("/v1/numbers/line-type", json={"phone": "+14155550100", "line_type": "landline"}),
+    ("POST", "/v1/dnc/subscriptions"): lambda e: Req("/v1/dnc/subscriptions", json={"area_codes": [415]}),
+    ("GET", "/v1/dnc/status"): lambda e: Req("/v1/dnc/status"),
+    ("POST", "/v1/calls/scrub"): lambda e: Req("/v1/calls/scrub", json={
+        "numbers": ["+14155550100", "+14155550101"], "purpose": "informational", "method": "manual"}),
     ("GET", "/v1/policies/<version>"):
         lambda e: Req(f"/v1/policies/{e.rt.policies.base.version}"),
 }

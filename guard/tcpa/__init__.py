@@ -1,0 +1,1 @@
+"""Outbound-call decisions: calling hours, DNC registries, consent, frequency caps, scrub."""
