@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 
 from guard.db import UTCDateTime
+from guard.ids import new_id
 from guard.migrate import upgrade
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -89,7 +90,7 @@ def baseline_table(metadata: MetaData, name: str = "bench_plain", *, indexed: bo
 def sample_row(tenant_id: str, policy_version: str, n: int = 0) -> dict[str, Any]:
     """A row shaped like a typical audit event of a read route (same fields, similar sizes)."""
     return {
-        "id": "evt_" + secrets.token_urlsafe(16)[:22],
+        "id": new_id("evt"),
         "tenant_id": tenant_id,
         "ts": datetime.now(UTC),
         "key_id": "key_AbCdEfGhIjKl",
@@ -99,7 +100,7 @@ def sample_row(tenant_id: str, policy_version: str, n: int = 0) -> dict[str, Any
         "outcome": "ok",
         "reasons": [],
         "policy_version": policy_version,
-        "request_id": "req_" + secrets.token_urlsafe(16)[:22],
+        "request_id": new_id("req"),
         "subject": None,
         "details": {"filters": {}, "returned": n % 2},
         "hash": secrets.token_hex(32),
