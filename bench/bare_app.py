@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from _common import baseline_table, sample_row
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from sqlalchemy import MetaData, insert
 
 from guard.db import make_engine
@@ -21,12 +21,12 @@ def create_app() -> Flask:
     policy_version = "0" * 64
 
     @app.get("/json")
-    def json_route() -> object:
+    def json_route() -> Response:
         return jsonify(tenant_id=tenant_id, tenant_name="bench", key_id="key_AbCdEfGhIjKl",
                        roles=["auditor"], actor=None, policy_version=policy_version)
 
     @app.get("/insert")
-    def insert_route() -> object:
+    def insert_route() -> Response:
         with engine.begin() as conn:
             conn.execute(insert(table), sample_row(tenant_id, policy_version))
         return jsonify(events=[], next_cursor=None)
