@@ -1,22 +1,34 @@
-"""Baseline for bench/vault_tokenize.py: a bare Flask endpoint doing one INSERT + COMMIT per request."""
+"""The baseline for bench/http_overhead.py: a bare Flask app (no auth, no audit) under gunicorn."""
 
 from __future__ import annotations
 
 import os
-import secrets
 
-from flask import Flask, request
-from sqlalchemy import create_engine, text
+from _common import baseline_table, sample_row
+from flask import Flask, Response, jsonify
+from sqlalchemy import MetaData, insert
 
-app = Flask(__name__)
-engine = create_engine(os.environ["GUARD_DATABASE_URL"], pool_pre_ping=True)
+from guard.db import make_engine
 
 
-@app.post("/insert")
-def insert() -> tuple[str, int]:
-    """Parse the JSON body, insert one row, commit."""
-    body = request.get_json()
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO bench_rows (id, payload) VALUES (:i, :p)"),
-                     {"i": secrets.token_hex(16), "p": str(body.get("exp_year"))})
-    return '{"ok":true}', 201
+def create_app() -> Flask:
+    """Two routes: a JSON answer shaped like /v1/me, and one INSERT + COMMIT of an event-sized row."""
+    app = Flask("bare")
+    # Same engine set-up as Guard (SQLite: WAL, synchronous=FULL, BEGIN IMMEDIATE; PG: pooled).
+    engine = make_engine(os.environ["BENCH_DATABASE_URL"])
+    table = baseline_table(MetaData())
+    tenant_id = os.environ.get("BENCH_TENANT_ID", "ten_bench")
+    policy_version = "0" * 64
+
+    @app.get("/json")
+    def json_route() -> Response:
+        return jsonify(tenant_id=tenant_id, tenant_name="bench", key_id="key_AbCdEfGhIjKl",
+                       roles=["auditor"], actor=None, policy_version=policy_version)
+
+    @app.get("/insert")
+    def insert_route() -> Response:
+        with engine.begin() as conn:
+            conn.execute(insert(table), sample_row(tenant_id, policy_version))
+        return jsonify(events=[], next_cursor=None)
+
+    return app

@@ -146,7 +146,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
         env.update({"GUARD_DATABASE_URL": url, "GUARD_INSTANCE_DIR": instance, "GUARD_LOG_LEVEL": "WARNING",
                     "PYTHONPATH": str(ROOT)})
-        proc, port = serve("bench.bare_app:app", env)
+        proc, port = serve("bench.bare_insert_app:app", env)
         try:
             base = measure(port, "/insert", [{}])
         finally:

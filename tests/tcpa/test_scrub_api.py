@@ -72,9 +72,9 @@ def test_cli_scrub(env: Any, tmp_path: Any, settings: Any, monkeypatch: pytest.M
     from datetime import UTC, datetime
 
     from click.testing import CliRunner
-    from tests.tcpa.helpers_tcpa import load_list
 
     from guard.cli import cli
+    from tests.tcpa.helpers_tcpa import load_list
 
     # The CLI runs on the system clock: its registry must be fresh relative to that clock.
     load_list(env.rt, "national", ["2125551234"], file_date=datetime.now(UTC), tmp=tmp_path)
