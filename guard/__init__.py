@@ -19,7 +19,7 @@ V1_BLUEPRINTS = [
     "guard.policy_api:bp",
 ]
 # Blueprints mounted at the root (their own url_prefix), e.g. HTML pages outside the API.
-APP_BLUEPRINTS: list[str] = []
+APP_BLUEPRINTS: list[str] = ["guard.console.views:bp"]
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:

@@ -108,6 +108,7 @@ class AuditPolicy(PolicyModel):
 POLICY_MODELS: dict[str, str] = {
     "roles": "guard.policy:RolesPolicy",
     "audit": "guard.policy:AuditPolicy",
+    "console": "guard.console.policy:ConsolePolicy",
 }
 
 
