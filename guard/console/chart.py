@@ -13,7 +13,7 @@ from guard.console.service import DeniedSeries
 # Colour-blind-safe palette (Okabe-Ito); reasons beyond it are drawn as "other".
 PALETTE = ("#D55E00", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 OTHER_COLOR = "#999999"
-WIDTH, HEIGHT = 760, 300
+WIDTH, HEIGHT = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 40
 
 
@@ -55,15 +55,14 @@ class Chart:
     total: int = 0
 
 
-def _nice_max(n: int) -> int:
-    """A round axis maximum >= n (1, 2, 5 x 10^k)."""
-    if n <= 5:
-        return max(n, 1)
+def _axis(n: int) -> tuple[int, int]:
+    """(top, step): whole-number ticks of 1, 2 or 5 x 10^k, at most five steps up to >= n."""
     step = 1
     while True:
         for m in (1, 2, 5):
-            if m * step >= n:
-                return m * step
+            if m * step * 5 >= n:
+                s = m * step
+                return max(-(-n // s), 1) * s, s
         step *= 10
 
 
@@ -79,14 +78,13 @@ def build(series: DeniedSeries) -> Chart:
     if others:
         chart.legend.append((OTHER_COLOR, f"other ({len(others)} reasons)",
                              sum(totals[r] for r in others)))
-    top = _nice_max(max((series.total(d) for d in series.days), default=0))
+    top, step = _axis(max((series.total(d) for d in series.days), default=0))
     plot_h = chart.plot_bottom - TOP
     slot = (chart.plot_right - chart.plot_left) / max(len(series.days), 1)
     bar_w = max(slot * 0.7, 2)
-    for i in range(5):
-        value = top * i / 4
-        y = chart.plot_bottom - plot_h * i / 4
-        chart.y_ticks.append((y, Label(chart.plot_left - 6, y + 4, f"{value:g}", "end")))
+    for value in range(0, top + 1, step):
+        y = chart.plot_bottom - plot_h * value / top
+        chart.y_ticks.append((round(y, 1), Label(chart.plot_left - 6, round(y + 4, 1), str(value), "end")))
     every = max(1, len(series.days) // 14)
     for i, day in enumerate(series.days):
         x = chart.plot_left + slot * i + (slot - bar_w) / 2

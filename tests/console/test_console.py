@@ -446,3 +446,20 @@ def test_panels_render_only_when_registered(app: Flask, tenant: TenantKeys) -> N
     assert 'id="panel-test_fresh"' in body and "2 due this week" in body and tenant.id in body
     assert 'id="panel-test_broken"' in body and "could not be computed" in body
     assert "Verified up to seq" in body  # the page's transaction survived the broken panel
+
+
+def test_chart_axis_uses_whole_numbers() -> None:
+    from datetime import date
+
+    from guard.console import chart
+    from guard.console.service import DeniedSeries
+
+    assert chart._axis(0) == (1, 1) and chart._axis(3) == (3, 1) and chart._axis(7) == (8, 2)
+    assert chart._axis(23) == (25, 5) and chart._axis(1234) == (1500, 500)
+    days = [date(2026, 11, d) for d in (22, 23)]
+    reasons = {f"r{i}": {days[1]: i + 1} for i in range(10)}  # more reasons than colours
+    built = chart.build(DeniedSeries(days, reasons))
+    assert built.total == 55 and len(built.legend) == len(chart.PALETTE)
+    assert built.legend[0][1] == "r9" and built.legend[-1][1] == "other (3 reasons)"
+    assert chart._axis(55) == (60, 20) and [t[1].text for t in built.y_ticks] == ["0", "20", "40", "60"]
+    assert sum(r.height for r in built.rects) == pytest.approx((built.plot_bottom - chart.TOP) * 55 / 60, abs=1)
