@@ -463,3 +463,13 @@ def test_chart_axis_uses_whole_numbers() -> None:
     assert built.legend[0][1] == "r9" and built.legend[-1][1] == "other (3 reasons)"
     assert chart._axis(55) == (60, 20) and [t[1].text for t in built.y_ticks] == ["0", "20", "40", "60"]
     assert sum(r.height for r in built.rects) == pytest.approx((built.plot_bottom - chart.TOP) * 55 / 60, abs=1)
+
+
+def test_event_content_is_escaped(app: Flask, rt: Runtime, tenant: TenantKeys) -> None:
+    ev = add_event(rt, tenant.id, action="x.<script>alert(1)</script>", reasons=['"><img src=x>'],
+                   details={"note": "<script>alert(2)</script>"})
+    client = _signed_in(app, tenant)
+    for path in (f"/console/events/{ev}", "/console/events"):
+        body = client.get(path).get_data(as_text=True)
+        assert "<script>" not in body and "<img src=x>" not in body
+        assert "&lt;script&gt;" in body
