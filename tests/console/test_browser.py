@@ -82,6 +82,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(10)  # element lookups wait for the page instead of racing it
     try:
         yield driver
     finally:
@@ -92,7 +93,12 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_auditor_walkthrough_in_chromium(app: Flask, rt: Runtime, tenant: TenantKeys, live_url: str,
                                          browser: Any, artifacts: Path) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    def wait_url(pred: Any) -> str:
+        WebDriverWait(browser, 15).until(lambda d: pred(d.current_url))
+        return str(browser.current_url)
 
     # Some history: calls refused for several reasons, a payment with a card number in its note
     # (scrubbed at write), then a signed checkpoint, then one more event after it.
@@ -121,7 +127,7 @@ def test_auditor_walkthrough_in_chromium(app: Flask, rt: Runtime, tenant: Tenant
     browser.find_element(By.ID, "sign-in").click()
 
     # 2. Status page: chain verified, checkpoint, denials chart.
-    assert browser.current_url == f"{live_url}/console/"
+    wait_url(lambda u: u == f"{live_url}/console/")
     assert "Verified up to seq" in browser.find_element(By.ID, "chain-ok").text
     assert f"Tree size {size}" in browser.find_element(By.ID, "checkpoint").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#denials-chart rect")) >= 3
@@ -134,9 +140,11 @@ def test_auditor_walkthrough_in_chromium(app: Flask, rt: Runtime, tenant: Tenant
 
     # 3. Search: denied call checks only.
     browser.find_element(By.LINK_TEXT, "Events").click()
+    wait_url(lambda u: u.endswith("/console/events"))
     browser.find_element(By.ID, "f-action").send_keys("tcpa.*")
     Select(browser.find_element(By.ID, "f-outcome")).select_by_value("deny")
     browser.find_element(By.ID, "search-go").click()
+    wait_url(lambda u: "outcome=deny" in u)
     rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert len(rows) == 4 and all("DENY" in r.text for r in rows)
     assert "outside_calling_hours" in text()
@@ -144,6 +152,7 @@ def test_auditor_walkthrough_in_chromium(app: Flask, rt: Runtime, tenant: Tenant
 
     # 4. One event: its decision, reasons, policy version and a verified inclusion proof.
     rows[1].find_element(By.CSS_SELECTOR, "a.event-link").click()
+    wait_url(lambda u: "/console/events/evt_" in u)
     assert browser.find_element(By.ID, "decision").text == "DENY"
     assert "dnc_listed" in browser.find_element(By.ID, "reasons").text
     proof = browser.find_element(By.ID, "proof-status").text
@@ -151,6 +160,7 @@ def test_auditor_walkthrough_in_chromium(app: Flask, rt: Runtime, tenant: Tenant
     event_url = browser.current_url
     shot("04-event-proof")
     browser.find_element(By.ID, "policy-link").click()
+    wait_url(lambda u: "/console/policies/" in u)
     assert "idle_minutes" in text() and "retention_days" in text()
     shot("05-policy")
 
@@ -175,14 +185,17 @@ def test_auditor_walkthrough_in_chromium(app: Flask, rt: Runtime, tenant: Tenant
     browser.get(event_url)  # its neighbour still proves: only the edited row fails
     assert "Included in checkpoint" in browser.find_element(By.ID, "proof-status").text
     browser.find_element(By.LINK_TEXT, "Status").click()
+    wait_url(lambda u: u == f"{live_url}/console/")
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "verify-full")))
     browser.find_element(By.ID, "verify-full").click()
+    wait_url(lambda u: u.endswith("full=1"))
     banner = browser.find_element(By.ID, "chain-broken").text
     assert f"CHAIN BROKEN at seq {bad_seq}" in banner
     shot("07-chain-broken")
 
     # 6. Sign out (a CSRF-protected form post); the console is closed again.
     browser.find_element(By.CSS_SELECTOR, "header form button").click()
-    assert browser.current_url.startswith(f"{live_url}/console/login")
+    wait_url(lambda u: u.startswith(f"{live_url}/console/login"))
     assert "signed out" in browser.find_element(By.ID, "notice").text
     browser.get(f"{live_url}/console/events")
     assert browser.current_url == f"{live_url}/console/login"
