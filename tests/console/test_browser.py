@@ -36,8 +36,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def _require_browser() -> None:
     if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
         return
-    if os.environ.get("GUARD_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} / {CHROMEDRIVER} missing but GUARD_REQUIRE_BROWSER is set "
+    if os.environ.get("GUARD_TEST_REQUIRE_BROWSER"):
+        pytest.fail(f"{CHROMIUM} / {CHROMEDRIVER} missing but GUARD_TEST_REQUIRE_BROWSER is set "
                     "(apt-get install chromium chromium-driver)")
     pytest.skip("Debian's chromium and chromium-driver are not installed "
                 "(apt-get install chromium chromium-driver; .ci/run installs them)")
