@@ -78,7 +78,12 @@ def _csrf_secret(c: RequestContext) -> bytes:
 
 
 def _secure() -> bool:
-    return request.is_secure
+    """Whether the browser reached us over HTTPS (also behind a TLS proxy the operator trusts)."""
+    if request.is_secure:
+        return True
+    if ctx().rt.settings.trust_forwarded_for:
+        return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
+    return False
 
 
 # ----------------------------------------------------------------------------- authentication

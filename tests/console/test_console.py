@@ -86,6 +86,24 @@ def test_cookie_is_secure_over_https(app: Flask, tenant: TenantKeys) -> None:
     assert "Secure" in client.get("/console/login", base_url="https://guard.example").headers["Set-Cookie"]
 
 
+def test_cookie_is_secure_behind_a_trusted_tls_proxy(settings: Any, clock: FixedClock,
+                                                     tenant: TenantKeys) -> None:
+    from guard import create_app
+
+    proxy = {"X-Forwarded-Proto": "https"}
+    app = create_app(settings.model_copy(update={"trust_forwarded_for": True}), clock=clock)
+    try:
+        resp = sign_in(app.test_client(), tenant.keys["auditor"], headers=proxy)
+        assert "secure" in [a.strip().lower() for a in _set_cookies(resp)["guard_console"].split(";")]
+    finally:
+        app.extensions["guard"].close()
+
+
+def test_forwarded_proto_is_ignored_unless_trusted(app: Flask, tenant: TenantKeys) -> None:
+    resp = sign_in(app.test_client(), tenant.keys["auditor"], headers={"X-Forwarded-Proto": "https"})
+    assert "secure" not in [a.strip().lower() for a in _set_cookies(resp)["guard_console"].split(";")]
+
+
 @pytest.mark.parametrize("role", ["auditor", "supervisor", "privacy_officer"])
 def test_console_roles_may_sign_in(app: Flask, tenant: TenantKeys, role: str) -> None:
     client = app.test_client()
