@@ -193,6 +193,16 @@ class DeniedSeries:
         return sum(counts.get(day, 0) for counts in self.by_reason.values())
 
 
+def _reasons(stored: Any) -> list[str]:
+    """An event's reasons whether the column reads back as JSON text or as a parsed list."""
+    if isinstance(stored, str):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return ["(unreadable reasons)"]
+    return [str(r) for r in stored] if isinstance(stored, list) else []
+
+
 def denied_by_day(session: Session, tenant_id: str, *, now: datetime, days: int) -> DeniedSeries:
     """Count denied events per UTC day and reason, grouped in the database."""
     first = (now - timedelta(days=days - 1)).date()
@@ -206,12 +216,8 @@ def denied_by_day(session: Session, tenant_id: str, *, now: datetime, days: int)
                AuditEvent.ts >= since)
         .group_by(day, AuditEvent.reasons)).all()
     by_reason: dict[str, dict[date, int]] = defaultdict(dict)
-    for day_text, reasons_text, count in rows:
+    for day_text, stored, count in rows:
         d = date.fromisoformat(str(day_text))
-        try:
-            reasons = json.loads(reasons_text) if reasons_text else []
-        except ValueError:
-            reasons = []
-        for reason in reasons or ["(no reason)"]:
+        for reason in _reasons(stored) or ["(no reason)"]:
             by_reason[str(reason)][d] = by_reason[str(reason)].get(d, 0) + int(count)
     return DeniedSeries([first + timedelta(days=i) for i in range(days)], dict(by_reason))
