@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -403,8 +404,9 @@ def test_no_card_number_or_secret_appears_in_any_page(app: Flask, rt: Runtime, t
         assert resp.status_code == 200
         for secret in (pan, "4242 4242 4242 4242", f'"{cvc}"', f'"{otp}"', otp + " ", tenant.keys["auditor"], session_token):
             assert secret not in body, (resp.request.path, secret)
-    assert "[redacted]" in pages[2].get_data(as_text=True)
-    assert "[redacted]" in pages[3].get_data(as_text=True)
+    # Masked, not dropped (the scrubber writes [redacted], or the PCI redactor's [CARD ****4242]).
+    for page in (pages[2], pages[3]):
+        assert re.search(r"\[redacted\]|\[CARD \*+4242\]", page.get_data(as_text=True))
     with transaction(rt.sessions) as s:
         dump = json.dumps([list(r) for r in s.execute(text(
             "SELECT * FROM audit_events WHERE action LIKE 'console.%'"))], default=str)
