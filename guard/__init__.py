@@ -21,6 +21,8 @@ V1_BLUEPRINTS = [
     "guard.pci.api:bp",
     "guard.tcpa.api:bp",
 ]
+# Blueprints mounted at the root (their own url_prefix), e.g. HTML pages outside the API.
+APP_BLUEPRINTS: list[str] = ["guard.console.views:bp"]
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
@@ -53,6 +55,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         module, _, attr = target.partition(":")
         v1.register_blueprint(getattr(importlib.import_module(module), attr))
     app.register_blueprint(v1)
+    for target in APP_BLUEPRINTS:
+        module, _, attr = target.partition(":")
+        app.register_blueprint(getattr(importlib.import_module(module), attr))
     granted = rt.policies.base.roles.all_permissions()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import guard.audit.models
 import guard.auth.models
 import guard.auth.verify_models
+import guard.console.models
 import guard.models
 import guard.pci.models
 import guard.siem.models

@@ -38,8 +38,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     specs: list[tuple[str, str, EndpointSpec]] = []
     for rule in app.url_map.iter_rules():
         spec = getattr(app.view_functions.get(rule.endpoint), "guard_spec", None)
-        if spec is None:
-            continue
+        if spec is None or spec.html:
+            continue  # HTML pages (the console) are not part of the API
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             specs.append((rule.rule, method, spec))
     models: set[type[BaseModel]] = set()

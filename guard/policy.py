@@ -111,6 +111,7 @@ POLICY_MODELS: dict[str, str] = {
     "vault": "guard.pci.policy:VaultPolicy",
     "identity": "guard.auth.verify_policy:IdentityPolicy",
     "outbound": "guard.tcpa.policy:OutboundPolicy",
+    "console": "guard.console.policy:ConsolePolicy",
 }
 
 

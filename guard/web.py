@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -63,6 +64,11 @@ class EndpointSpec:
     # For views that parse their own body (several media types): media type -> model or schema,
     # documented in OpenAPI only.
     request_media: Mapping[str, type[BaseModel] | dict[str, Any]] = field(default_factory=dict)
+    # An HTML page (e.g. the auditor console): left out of the OpenAPI document, and
+    # authenticated by `authenticate` (its own credential, such as a session cookie) instead
+    # of a bearer key; the permission check stays here.
+    html: bool = False
+    authenticate: Callable[[RequestContext], None] | None = None
 
 
 def runtime() -> Runtime:
@@ -158,10 +164,16 @@ def endpoint(
     extra_responses: Mapping[int, str] | None = None,
     response_media_type: str = "application/json",
     request_media: Mapping[str, type[BaseModel] | dict[str, Any]] | None = None,
+    html: bool = False,
+    authenticate: Callable[[RequestContext], None] | None = None,
 ) -> Callable[[Callable[..., ViewResult]], Callable[..., Response]]:
     """Register a view: authenticated by default, body/query parsed with pydantic, one commit."""
     if not public and not permission:
         raise ValueError(f"{rule}: a non-public route must name a permission")
+    if authenticate is not None and not html:
+        raise ValueError(f"{rule}: only an HTML page may authenticate by other means than a key")
+    if html and not public and authenticate is None:
+        raise ValueError(f"{rule}: a non-public HTML page must say how it authenticates")
 
     def deco(fn: Callable[..., ViewResult]) -> Callable[..., Response]:
         spec = EndpointSpec(
@@ -169,7 +181,8 @@ def endpoint(
             status=status, action=action or f"{bp.name}.{fn.__name__}",
             summary=(fn.__doc__ or fn.__name__).strip().splitlines()[0], max_body=max_body,
             requires_actor=requires_actor, tag=bp.name, extra_responses=dict(extra_responses or {}),
-            response_media_type=response_media_type, request_media=dict(request_media or {}))
+            response_media_type=response_media_type, request_media=dict(request_media or {}),
+            html=html, authenticate=authenticate)
 
         @functools.wraps(fn)
         def view(**path_args: Any) -> Response:
@@ -303,6 +316,10 @@ def before_request() -> None:
         raise PayloadTooLarge(f"request body is over {limit} bytes")
     if spec.public:
         return
+    if spec.authenticate is not None:
+        spec.authenticate(c)  # sets c.caller from the page's own credential, or raises
+        authorize(c, spec)
+        return
     actor = request.headers.get("X-Guard-Actor")
     if actor is not None and not _ACTOR_RE.match(actor):
         raise ValidationFailed([{"loc": ["header", "X-Guard-Actor"],
@@ -331,16 +348,20 @@ def before_request() -> None:
     # the route's permission (recorded on every audit event of this request).
     c.caller = Caller(tenant_id=info.tenant_id, key_id=info.key_id, role=None, roles=info.roles,
                       actor=actor, request_id=c.request_id, source=client_source())
-    assert spec.permission is not None
-    role = next((r for r in info.roles if c.policies.roles.allows(r, spec.permission)), None)
-    c.caller = Caller(tenant_id=info.tenant_id, key_id=info.key_id, role=role or info.roles[0],
-                      roles=info.roles, actor=actor, request_id=c.request_id,
-                      source=client_source())
+    authorize(c, spec)
+
+
+def authorize(c: RequestContext, spec: EndpointSpec) -> None:
+    """Pick the first of the caller's roles that grants the route's permission, or refuse (403)."""
+    assert c.caller is not None and spec.permission is not None
+    roles = c.caller.roles
+    role = next((r for r in roles if c.policies.roles.allows(r, spec.permission)), None)
+    c.caller = dataclasses.replace(c.caller, role=role or (roles[0] if roles else None))
     c.session.rollback()
     if role is None:
-        raise Forbidden(f"roles {', '.join(info.roles)} may not {spec.permission}",
+        raise Forbidden(f"roles {', '.join(roles)} may not {spec.permission}",
                         reasons=["role_not_permitted"])
-    if spec.requires_actor and not actor:
+    if spec.requires_actor and not c.caller.actor:
         raise ValidationFailed([{"loc": ["header", "X-Guard-Actor"],
                                  "msg": "this action must name the person or AI agent acting"}])
 

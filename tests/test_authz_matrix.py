@@ -36,6 +36,11 @@ class Req:
     owned: bool = False  # the path names an object of the tenant: another tenant gets 404
     ok: set[int] = field(default_factory=lambda: {200, 201})
     other: set[int] | None = None  # what another tenant's permitted key gets, if not the above
+    # HTML pages (the console): a form body, whether it carries the page's CSRF token, and
+    # whether the request is the sign-in itself (the key is in the form, not a header).
+    form: dict[str, str] | None = None
+    csrf: bool = False
+    sign_in: bool = False
 
 
 @dataclass
@@ -196,6 +201,16 @@ EXAMPLES: dict[tuple[str, str], Callable[[Env], Req]] = {
         "numbers": ["+14155550100", "+14155550101"], "purpose": "informational", "method": "manual"}),
     ("GET", "/v1/policies/<version>"):
         lambda e: Req(f"/v1/policies/{e.rt.policies.base.version}"),
+    ("GET", "/console/login"): lambda e: Req("/console/login"),
+    ("POST", "/console/login"): lambda e: Req("/console/login", ok={303}, sign_in=True),
+    ("GET", "/console/static/console.css"): lambda e: Req("/console/static/console.css"),
+    ("POST", "/console/logout"): lambda e: Req("/console/logout", form={}, csrf=True, ok={303}),
+    ("GET", "/console/"): lambda e: Req("/console/"),
+    ("GET", "/console/events"): lambda e: Req("/console/events?limit=5"),
+    ("GET", "/console/events/<event_id>"):
+        lambda e: Req(f"/console/events/{e.some_event_id()}", owned=True),
+    ("GET", "/console/policies/<version>"):
+        lambda e: Req(f"/console/policies/{e.rt.policies.base.version}"),
 }
 
 
@@ -246,11 +261,16 @@ def test_authorization_matrix(app: Flask, rt: Runtime, tenant: TenantKeys,
             problems.append(f"{who}: got {resp.status_code}, want {sorted(allowed)}: "
                             f"{resp.get_data(as_text=True)[:200]}")
         elif resp.status_code >= 400:
-            assert resp.mimetype == "application/problem+json", who
+            html = spec is not None and spec.html
+            assert resp.mimetype == ("text/html" if html else "application/problem+json"), who
             # A role refusal says `forbidden`; a permitted role may still meet a business rule.
-            if resp.status_code == 403 and (resp.get_json()["code"] == "forbidden") != forbidden:
+            if not html and resp.status_code == 403 and (resp.get_json()["code"] == "forbidden") != forbidden:
                 problems.append(f"{who}: 403 {resp.get_json()['code']}, role refusal expected: {forbidden}")
 
+    if spec.html:
+        _html_matrix(app, rt, tenant, other_tenant, method, spec, env, expect)
+        assert not problems, "\n".join(problems)
+        return
     if spec.public:
         req = EXAMPLES[route](env)
         expect("no key", _call(client, method, req, {}), req.ok)
@@ -277,6 +297,81 @@ def test_authorization_matrix(app: Flask, rt: Runtime, tenant: TenantKeys,
     expect("other tenant", _call(client, method, req, other_tenant.headers(permitted[0])),
            req.other if req.other is not None else {404} if req.owned else req.ok)
     assert not problems, "\n".join(problems)
+
+
+def _html_matrix(app: Flask, rt: Runtime, tenant: TenantKeys, other_tenant: TenantKeys, method: str,
+                 spec: Any, env: Env, expect: Callable[[str, Any, set[int]], None]) -> None:
+    """Console pages: the credential is a session cookie opened by signing in with a key."""
+    from tests.console.helpers import csrf_of, sign_in
+
+    route = (method, next(r.rule for r in app.url_map.iter_rules()
+                          if getattr(app.view_functions[r.endpoint], "guard_spec", None) is spec))
+    roles = rt.policies.base.roles
+    console_roles = [r for r in ROLE_NAMES if roles.allows(r, "console.read")]
+
+    def call(client: Any, req: Req) -> Any:
+        form = dict(req.form or {})
+        if req.csrf:
+            page = client.get("/console/login") if spec.public else client.get("/console/")
+            if page.status_code == 200:
+                form["csrf"] = csrf_of(page.get_data(as_text=True))
+        return client.open(req.path, method=method, data=form if req.form is not None else None)
+
+    def session_for(token: str, t: TenantKeys | None = None) -> Any:
+        client = app.test_client()
+        assert sign_in(client, token).status_code == 303
+        return client
+
+    if spec.public and not EXAMPLES[route](env).sign_in:
+        req = EXAMPLES[route](env)
+        expect("no session", call(app.test_client(), req), req.ok)
+        return
+    if spec.public:  # the sign-in itself: only console roles' valid keys open a session
+        for role in ROLE_NAMES:
+            expect(role, sign_in(app.test_client(), tenant.keys[role]),
+                   EXAMPLES[route](env).ok if role in console_roles else {403})
+        for who, token in (("garbage key", "gk_live_nope"), ("unknown well-formed key", "gk_live_" + "A" * 36),
+                           *((state, _special_key(rt, tenant, console_roles[0], state))
+                             for state in ("revoked", "expired"))):
+            expect(who, sign_in(app.test_client(), token), {401})
+        return
+
+    permitted = [r for r in ROLE_NAMES if roles.allows(r, spec.permission)]
+    assert permitted, f"no role may call {route}"
+    for role in ROLE_NAMES:
+        if role in permitted:
+            expect(role, call(session_for(tenant.keys[role]), EXAMPLES[route](env)), EXAMPLES[route](env).ok)
+            continue
+        # A session whose key no longer holds the permission (roles are re-read per request).
+        with transaction(rt.sessions) as s:
+            key, token = create_key(s, tenant_id=tenant.id, roles=[permitted[0]],
+                                    pepper=rt.keyring.current("api_key_pepper").material, clock=rt.clock)
+        client = session_for(token)
+        with transaction(rt.sessions) as s:
+            s.execute(update(ApiKey).where(ApiKey.id == key.id).values(roles=[role]))
+        expect(role, call(client, EXAMPLES[route](env)), {403})
+    no_session = {303} if method == "GET" else {401}
+    expect("no session", call(app.test_client(), EXAMPLES[route](env)), no_session)
+    forged = app.test_client()
+    forged.set_cookie("guard_console", "A" * 43, path="/console")
+    expect("unknown session", call(forged, EXAMPLES[route](env)), no_session)
+    expect("bearer key, no session", app.test_client().open(
+        EXAMPLES[route](env).path, method=method, headers=tenant.headers(permitted[0])), no_session)
+    for state in ("revoked", "expired"):
+        with transaction(rt.sessions) as s:
+            key, token = create_key(s, tenant_id=tenant.id, roles=[permitted[0]],
+                                    pepper=rt.keyring.current("api_key_pepper").material, clock=rt.clock)
+        client = session_for(token)
+        with transaction(rt.sessions) as s:
+            if state == "revoked":
+                revoke_key(s, key.id, clock=rt.clock)
+            else:
+                s.execute(update(ApiKey).where(ApiKey.id == key.id)
+                          .values(expires_at=rt.clock.now() - timedelta(seconds=1)))
+        expect(state, call(client, EXAMPLES[route](env)), no_session)
+    req = EXAMPLES[route](env)
+    expect("other tenant", call(session_for(other_tenant.keys[permitted[0]]), req),
+           req.other if req.other is not None else {404} if req.owned else req.ok)
 
 
 def test_forbidden_and_rejected_keys_are_audited(app: Flask, rt: Runtime, tenant: TenantKeys) -> None:

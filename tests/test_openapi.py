@@ -20,10 +20,15 @@ def test_openapi_is_valid_and_complete(app: Flask) -> None:
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:[a-z]+:)?([a-zA-Z_]+)>", r"{\1}", rule.rule)
+        html = app.view_functions[rule.endpoint].guard_spec.html
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            if html:  # HTML pages (the console) are not API operations
+                assert path not in doc["paths"], f"HTML page {path} is in the API document"
+                continue
             assert (method, path) in listed, f"{method} {path} is not documented"
     assert len(listed) == sum(len((r.methods or set()) - {"HEAD", "OPTIONS"})
-                              for r in app.url_map.iter_rules())
+                              for r in app.url_map.iter_rules()
+                              if not app.view_functions[r.endpoint].guard_spec.html)
 
 
 def test_operations_describe_bodies_and_problems(app: Flask) -> None:

@@ -26,7 +26,7 @@ from guard.audit.schemas import (
     WitnessesRead,
     WitnessesWrite,
 )
-from guard.errors import Conflict, NotFound, ValidationFailed
+from guard.errors import Conflict, NotFound
 from guard.web import RequestContext, endpoint
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -36,32 +36,13 @@ bp = Blueprint("audit", __name__, url_prefix="/audit")
           action="audit.events.read")
 def list_events(c: RequestContext, query: EventQuery) -> EventPage:
     """Search this tenant's audit events (reading the log is itself audited)."""
-    limit = min(query.limit, c.policies.audit.page_max)
-    after = 0
-    if query.cursor:
-        if not query.cursor.isdigit():
-            raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "not a cursor from this API"}])
-        after = int(query.cursor)
-    stmt = select(AuditEvent).where(AuditEvent.tenant_id == c.tenant_id, AuditEvent.seq > after)
-    if query.from_:
-        stmt = stmt.where(AuditEvent.ts >= query.from_)
-    if query.to:
-        stmt = stmt.where(AuditEvent.ts < query.to)
-    if query.action:
-        stmt = stmt.where(AuditEvent.action.startswith(query.action[:-1], autoescape=True)
-                          if query.action.endswith("*") else AuditEvent.action == query.action)
-    for col, value in ((AuditEvent.actor, query.actor), (AuditEvent.outcome, query.outcome),
-                       (AuditEvent.subject, query.subject), (AuditEvent.key_id, query.key_id)):
-        if value is not None:
-            stmt = stmt.where(col == value)
-    rows = list(c.session.execute(stmt.order_by(AuditEvent.seq).limit(limit + 1)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = service.search_events(c.session, c.tenant_id, query,
+                                              page_max=c.policies.audit.page_max)
     c.audit("audit.events.read", "ok", subject=query.subject, details={
         "filters": query.model_dump(mode="json", exclude_none=True, exclude={"limit", "cursor"}),
         "returned": len(rows)})
     return EventPage(events=[EventRead(**service.event_to_api(r)) for r in rows],
-                     next_cursor=str(rows[-1].seq) if more and rows else None)
+                     next_cursor=next_cursor)
 
 
 @endpoint(bp, "/events/<event_id>", permission="audit.read", response=EventRead,

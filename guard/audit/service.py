@@ -33,9 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from guard.audit.models import AuditEvent, AuditHead, AuditWatermark, Subject, SubjectIdentifier
+from guard.audit.schemas import EventQuery
 from guard.clock import Clock
 from guard.context import Caller
 from guard.db import insert_ignore
+from guard.errors import ValidationFailed
 from guard.ids import new_id
 from guard.metrics import notify_sealed
 from guard.models import PolicyVersion
@@ -286,6 +288,36 @@ def canonical_sql(dialect: str) -> ColumnElement[str]:
         else:
             parts.append(f"coalesce(length(audit_events.{k}) || ':' || audit_events.{k}, '~')")
     return literal_column(" || ".join(parts), String())
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def search_events(session: Session, tenant_id: str, query: EventQuery,
+                  *, page_max: int) -> tuple[list[AuditEvent], str | None]:
+    """One page of a tenant's events matching `query`, oldest first, and the next cursor."""
+    limit = min(query.limit, page_max)
+    after = 0
+    if query.cursor:
+        if not query.cursor.isdigit():
+            raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "not a cursor from this API"}])
+        after = int(query.cursor)
+    stmt = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > after)
+    if query.from_:
+        stmt = stmt.where(AuditEvent.ts >= query.from_)
+    if query.to:
+        stmt = stmt.where(AuditEvent.ts < query.to)
+    if query.action:
+        stmt = stmt.where(AuditEvent.action.startswith(query.action[:-1], autoescape=True)
+                          if query.action.endswith("*") else AuditEvent.action == query.action)
+    for col, value in ((AuditEvent.actor, query.actor), (AuditEvent.outcome, query.outcome),
+                       (AuditEvent.subject, query.subject), (AuditEvent.key_id, query.key_id)):
+        if value is not None:
+            stmt = stmt.where(col == value)
+    rows = list(session.execute(stmt.order_by(AuditEvent.seq).limit(limit + 1)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, str(rows[-1].seq) if more and rows else None
 
 
 # ----------------------------------------------------------------------------- verification

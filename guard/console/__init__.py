@@ -1,0 +1,1 @@
+"""The read-only auditor console: server-rendered HTML pages at /console."""
