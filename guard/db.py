@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -62,10 +64,35 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs["pool_pre_ping"] = True
     if not pool:
         kwargs["poolclass"] = NullPool
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 30.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection only if it sat idle: pre-pinging every checkout costs a round trip
+    per request, while a connection used a moment ago is almost surely alive."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            cur = dbapi_conn.cursor()
+            cur.execute("SELECT 1")
+            cur.close()
+        except Exception as exc:
+            raise DisconnectionError() from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

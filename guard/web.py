@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from guard import audit
 from guard.audit.service import SYSTEM_TENANT_ID, PendingEvent
-from guard.auth.service import KeyRejected, authenticate
+from guard.auth.service import KeyInfo, KeyRejected, authenticate
 from guard.context import Caller
 from guard.db import commit
 from guard.errors import (
@@ -90,6 +90,7 @@ class RequestContext:
         self._session: Session | None = None
         self._policies: PolicySet | None = None
         self.denial_recorded = False
+        self.key_info: KeyInfo | None = None
 
     @property
     def session(self) -> Session:
@@ -331,6 +332,7 @@ def before_request() -> None:
     try:
         info = authenticate(c.session, token.strip(), pepper=rt.keyring.current("api_key_pepper").material,
                             now=rt.clock.now(), cache=rt.key_cache)
+        c.key_info = info
     except KeyRejected as exc:
         c.caller = Caller(tenant_id=exc.info.tenant_id, key_id=exc.info.key_id, role=None,
                           roles=exc.info.roles, actor=actor, request_id=c.request_id,

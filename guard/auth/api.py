@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from guard.auth import service
-from guard.auth.models import ApiKey, Tenant
+from guard.auth.models import ApiKey
 from guard.auth.schemas import KeyCreate, KeyCreated, KeyList, KeyRead, WhoAmI
 from guard.web import RequestContext, endpoint
 
@@ -19,10 +19,9 @@ def _read(key: ApiKey) -> KeyRead:
 @endpoint(bp, "/me", permission="tenant.read", response=WhoAmI, action="auth.whoami")
 def whoami(c: RequestContext) -> WhoAmI:
     """The tenant, key and roles behind this request's API key."""
-    assert c.caller is not None and c.caller.key_id is not None
-    tenant = c.session.get(Tenant, c.tenant_id)
-    assert tenant is not None
-    return WhoAmI(tenant_id=tenant.id, tenant_name=tenant.name, key_id=c.caller.key_id,
+    assert c.caller is not None and c.caller.key_id is not None and c.key_info is not None
+    # Everything here comes from the (briefly cached) key lookup: no database work per call.
+    return WhoAmI(tenant_id=c.tenant_id, tenant_name=c.key_info.tenant_name, key_id=c.caller.key_id,
                   roles=list(c.caller.roles), actor=c.caller.actor,
                   policy_version=c.policies.version)
 

@@ -37,6 +37,7 @@ class KeyInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     key_hash: str
+    tenant_name: str = ""
 
 
 class KeyRejected(Unauthorized):
@@ -153,10 +154,12 @@ def authenticate(session: Session, token: str, *, pepper: bytes, now: datetime,
     key_id = f"key_{m.group(2)}"
     hit, info = cache.get(key_id)
     if not hit:
-        row = session.get(ApiKey, key_id)
-        info = None if row is None else KeyInfo(
-            key_id=row.id, tenant_id=row.tenant_id, roles=tuple(row.roles),
-            expires_at=row.expires_at, revoked_at=row.revoked_at, key_hash=row.key_hash)
+        found = session.execute(select(ApiKey, Tenant.name).join(Tenant, Tenant.id == ApiKey.tenant_id)
+                                .where(ApiKey.id == key_id)).one_or_none()
+        info = None if found is None else KeyInfo(
+            key_id=found[0].id, tenant_id=found[0].tenant_id, roles=tuple(found[0].roles),
+            expires_at=found[0].expires_at, revoked_at=found[0].revoked_at,
+            key_hash=found[0].key_hash, tenant_name=found[1])
         cache.put(key_id, info)
     presented = hash_key(pepper, token)
     # Compare even for unknown ids so timing does not reveal which public ids exist.
