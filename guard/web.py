@@ -427,20 +427,35 @@ def problem_response(err: GuardError) -> Response:
     resp = json_response(body, err.status, mimetype=PROBLEM_JSON)
     if err.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="guard"'
+    retry_after = getattr(err, "retry_after", None)  # rate limits (429) say when to come back
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
     return resp
 
 
-def handle_guard_error(err: GuardError) -> Response:
-    """Roll back (done by the view), audit the denial in its own transaction, render."""
-    c = g.get("guard_ctx")
-    if c is not None:
-        c.rollback()
-        try:
-            record_denial(c, err)
-        except Exception:  # noqa: BLE001 - the audit failure is logged; fail closed with 503
-            from guard.errors import ServiceUnavailable
+def refusal_recorded(err: GuardError) -> bool:
+    """Roll back the request and audit its refusal in a transaction of its own.
 
-            return problem_response(ServiceUnavailable("could not record the audit event"))
+    False when the audit event could not be written (logged by record_denial): the caller must
+    then fail closed with a 503 rather than answer as if the refusal were on record.
+    """
+    c = g.get("guard_ctx")
+    if c is None:
+        return True
+    c.rollback()
+    try:
+        record_denial(c, err)
+    except Exception:  # noqa: BLE001 - logged in record_denial
+        return False
+    return True
+
+
+def handle_guard_error(err: GuardError) -> Response:
+    """Audit the denial in its own transaction, then render it as problem+json."""
+    if not refusal_recorded(err):
+        from guard.errors import ServiceUnavailable
+
+        return problem_response(ServiceUnavailable("could not record the audit event"))
     return problem_response(err)
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from flask import Blueprint, Response
 
 from guard.auth import verify_service as svc
 from guard.auth.notifier import DeliveryFailed, Message, Notifier
-from guard.auth.verify_errors import DeliveryUnavailable, RateLimited
+from guard.auth.verify_errors import DeliveryUnavailable
 from guard.auth.verify_models import Verification
 from guard.auth.verify_schemas import (
     AttemptRead,
@@ -32,7 +30,7 @@ from guard.auth.verify_schemas import (
     VerificationStart,
 )
 from guard.errors import ValidationFailed
-from guard.web import RequestContext, ctx, endpoint, problem_response, record_denial
+from guard.web import RequestContext, ctx, endpoint
 
 log = logging.getLogger(__name__)
 bp = Blueprint("identity", __name__)
@@ -49,19 +47,6 @@ def identity_context(c: RequestContext) -> svc.IdentityContext:
 def request_identity_context() -> svc.IdentityContext:
     """The identity context of the current Flask request (for `require_level`'s callers)."""
     return identity_context(ctx())
-
-
-def _rate_limited(c: RequestContext, fn: Callable[[], Any]) -> Any:
-    """Run `fn`; a RateLimited becomes a 429 with Retry-After (audited like any refusal)."""
-    try:
-        return fn()
-    except RateLimited as err:
-        c.rollback()
-        record_denial(c, err)
-        resp = problem_response(err)
-        if err.retry_after is not None:
-            resp.headers["Retry-After"] = str(err.retry_after)
-        return resp
 
 
 def _read(ix: svc.IdentityContext, v: Verification) -> VerificationRead:
@@ -177,13 +162,13 @@ def put_gateway(c: RequestContext, body: GatewayPut) -> GatewayRead:
 @endpoint(bp, "/verifications", methods=("POST",), permission="verifications.use", body=VerificationStart,
           response=VerificationRead, status=201, action="identity.verification.start",
           extra_responses=_LIMITED)
-def start_verification(c: RequestContext, body: VerificationStart) -> VerificationRead | Response:
+def start_verification(c: RequestContext, body: VerificationStart) -> VerificationRead:
     """Start verifying the caller of an interaction (caller-ID evidence only from dialer keys)."""
     ix = identity_context(c)
     data = svc.StartIn(customer_ref=body.customer_ref, interaction_id=body.interaction_id,
                        channel=body.channel, ani=body.ani, stir_shaken=body.stir_shaken)
-    result: VerificationRead | Response = _rate_limited(c, lambda: _read(ix, svc.start(ix, data)))
-    return result
+    # A rate limit raises RateLimited: the shared handler audits it and sets Retry-After.
+    return _read(ix, svc.start(ix, data))
 
 
 @endpoint(bp, "/verifications/<verification_id>", permission="verifications.use", response=VerificationRead,
@@ -210,10 +195,7 @@ def kba(c: RequestContext, verification_id: str, body: KbaCheck) -> AttemptRead:
 def send_otp(c: RequestContext, verification_id: str, body: OtpSend) -> OtpSentRead | Response:
     """Send a one-time code (valid 10 minutes, single use) to the customer's phone or email."""
     ix = identity_context(c)
-    sent = _rate_limited(c, lambda: svc.send_otp(ix, verification_id, body.channel))
-    if isinstance(sent, Response):
-        return sent
-    assert isinstance(sent, svc.OtpSent)
+    sent = svc.send_otp(ix, verification_id, body.channel)
     c.commit()
     if sent.delivery is not None:
         v = sent.verification

@@ -33,7 +33,7 @@ from guard.context import Caller
 from guard.db import transaction
 from guard.errors import Forbidden, GuardError, NotFound, Unauthorized, ValidationFailed
 from guard.models import PolicyVersion
-from guard.web import RequestContext, ViewResult, client_source, ctx, endpoint, record_denial
+from guard.web import RequestContext, ViewResult, client_source, ctx, endpoint, refusal_recorded
 
 log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
@@ -171,16 +171,10 @@ def _clear_session_cookie(resp: Response) -> None:
 @bp.errorhandler(GuardError)
 def _error(err: GuardError) -> Response:
     """Refusals as HTML (audited like the API's); no session sends the browser to sign in."""
-    c = g.get("guard_ctx")
-    if c is not None:
-        c.rollback()
-        try:
-            record_denial(c, err)
-        except Exception:  # noqa: BLE001 - logged by record_denial; fail closed
-            return Response(render_template("console/error.html", status=503,
-                                            title="Service unavailable",
-                                            detail="Could not record the audit event."),
-                            status=503, mimetype="text/html")
+    if not refusal_recorded(err):  # fail closed when the refusal cannot be put on record
+        return Response(render_template("console/error.html", status=503, title="Service unavailable",
+                                        detail="Could not record the audit event."),
+                        status=503, mimetype="text/html")
     if request.endpoint == "console.login_submit":
         return _login_page(error=err.detail, status=err.status)
     if isinstance(err, SignInRequired):
