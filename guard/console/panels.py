@@ -21,7 +21,7 @@ from guard.policy import PolicySet
 log = logging.getLogger(__name__)
 
 # Modules that register panels; domain packages add theirs (e.g. "guard.privacy.console").
-PANEL_MODULES: list[str] = []
+PANEL_MODULES: list[str] = ["guard.tcpa.console"]
 
 Level = Literal["ok", "warn", "bad"]
 
