@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from guard import audit
-from guard.audit.service import SYSTEM_TENANT_ID, PendingEvent
+from guard.audit.service import PendingEvent
 from guard.auth.service import KeyInfo, KeyRejected, authenticate
 from guard.context import Caller
 from guard.db import commit
@@ -507,4 +507,4 @@ def install(app: Flask) -> None:
     app.register_error_handler(Exception, handle_unexpected)
 
 
-__all__ = ["SYSTEM_TENANT_ID", "RequestContext", "ctx", "endpoint", "install", "runtime"]
+__all__ = ["RequestContext", "ctx", "endpoint", "install", "runtime"]

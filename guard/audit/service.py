@@ -9,7 +9,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -673,8 +673,3 @@ def erase_subject(session: Session, *, index_key: bytes, tenant_id: str,
                         .values(secret=None, erased_at=clock.now()))
     session.flush()
     return len(subject_ids)
-
-
-def iter_pending(session: Session) -> Iterable[PendingEvent]:
-    """Events queued on this session and not yet sealed (for tests and diagnostics)."""
-    return list(session.info.get(_PENDING, []))
