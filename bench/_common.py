@@ -110,3 +110,69 @@ def sample_row(tenant_id: str, policy_version: str, n: int = 0) -> dict[str, Any
 def fmt_rate(value: float) -> str:
     """A rate with thousands separators."""
     return f"{value:,.0f}"
+
+
+def gunicorn_exe() -> str:
+    """The venv's gunicorn (or the one on PATH)."""
+    import sys
+
+    exe = Path(sys.executable).with_name("gunicorn")
+    return str(exe) if exe.exists() else "gunicorn"
+
+
+@contextmanager
+def gunicorn_server(args: list[str], env: dict[str, str], log_path: Path, ready_path: str,
+                    cwd: Path | None = None) -> Iterator[str]:
+    """Run `gunicorn ARGS` bound to 127.0.0.1:0; yield its base URL once `ready_path` answers 200."""
+    import signal
+    import subprocess
+
+    cmd = [gunicorn_exe(), "-b", "127.0.0.1:0", "--graceful-timeout", "5", *args]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        base = _wait_listening(proc, log_path)
+        _wait_ready(base + ready_path, proc)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_listening(proc: Any, log_path: Path) -> str:
+    import re
+    import time
+
+    deadline = time.monotonic() + 60
+    pattern = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
+    while time.monotonic() < deadline:
+        m = pattern.search(log_path.read_text(errors="replace"))
+        if m:
+            return m.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(f"gunicorn did not start; its log:\n{log_path.read_text(errors='replace')}")
+
+
+def _wait_ready(url: str, proc: Any) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited ({proc.returncode}) before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} never answered 200")

@@ -21,21 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import baseline_table, pg_admin_url, pg_database, sqlite_database
+from _common import baseline_table, gunicorn_server, pg_admin_url, pg_database, sqlite_database
 from sqlalchemy import MetaData
 
 from guard.auth.service import create_key, create_tenant
@@ -74,58 +70,12 @@ class Result:
     errors: int
 
 
-def _gunicorn() -> str:
-    exe = Path(sys.executable).with_name("gunicorn")
-    return str(exe) if exe.exists() else "gunicorn"
-
-
 @contextmanager
 def gunicorn(app: str, env: dict[str, str], log_path: Path, ready_path: str) -> Iterator[str]:
     """Run `app` under gunicorn on 127.0.0.1:0; yield its base URL; stop it on the way out."""
-    cmd = [_gunicorn(), "-w", str(WORKERS), "-k", "sync", "-b", "127.0.0.1:0",
-           "--pythonpath", str(BENCH_DIR), "--graceful-timeout", "5", app]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        base = _wait_listening(proc, log_path)
-        _wait_ready(base + ready_path, proc)
+    with gunicorn_server(["-w", str(WORKERS), "-k", "sync", "--pythonpath", str(BENCH_DIR), app],
+                         env, log_path, ready_path) as base:
         yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.monotonic() + 60
-    pattern = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
-    while time.monotonic() < deadline:
-        m = pattern.search(log_path.read_text(errors="replace"))
-        if m:
-            return m.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise SystemExit(f"gunicorn did not start; its log:\n{log_path.read_text(errors='replace')}")
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({proc.returncode}) before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} never answered 200")
 
 
 def wrk(name: str, url: str, script: Path, *, duration: int, connections: int,

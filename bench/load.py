@@ -21,15 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import pg_admin_url, pg_database
+from _common import gunicorn_server, pg_admin_url, pg_database
 
 from guard.auth.service import create_key, create_tenant
 from guard.client import GuardAPIError, GuardClient, GuardClientError
@@ -76,61 +72,14 @@ def _pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))] * 1000
 
 
-def _gunicorn_exe() -> str:
-    exe = Path(sys.executable).with_name("gunicorn")
-    return str(exe) if exe.exists() else "gunicorn"
-
-
 @contextmanager
 def gunicorn(env: dict[str, str], tmp: Path) -> Iterator[str]:
     """Guard under gunicorn on 127.0.0.1 (port 0); yield its base URL; stop it on the way out."""
     conf = tmp / "empty.conf.py"  # an explicit empty config: never the production one's bind
     conf.write_text("")
-    log_path = tmp / "gunicorn.log"
-    cmd = [_gunicorn_exe(), "-c", str(conf), "-w", str(WORKERS), "-k", "sync", "-b", "127.0.0.1:0",
-           "--graceful-timeout", "5", "guard:create_app()"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-    try:
-        base = _wait_listening(proc, log_path)
-        _wait_ready(base + "/readyz", proc)
+    with gunicorn_server(["-c", str(conf), "-w", str(WORKERS), "-k", "sync", "guard:create_app()"],
+                         env, tmp / "gunicorn.log", "/readyz", cwd=tmp) as base:
         yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.monotonic() + 60
-    pattern = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
-    while time.monotonic() < deadline:
-        m = pattern.search(log_path.read_text(errors="replace"))
-        if m:
-            return m.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise SystemExit(f"gunicorn did not start; its log:\n{log_path.read_text(errors='replace')}")
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({proc.returncode}) before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} never answered 200")
 
 
 def _operations(base: str, keys: dict[str, str], rng: random.Random) -> tuple[
